@@ -1,0 +1,52 @@
+# Entry points: `make demo` and `make test` (see README). Everything they need is
+# installed by `make install`, which is a fast no-op once done.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The stamp is named after pyproject.toml's content, not its mtime: a fresh clone (new
+# mtimes) with an up-to-date venv stays a no-op, and any dependency change reinstalls.
+PYPROJECT_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
+
+.PHONY: install system-deps venv kafka-jars lint unit integration test demo bench
+
+install: system-deps venv kafka-jars
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+kafka-jars: venv
+	$(BIN)/python -m expmon.kafka_local fetch
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit
+
+integration: install
+	$(BIN)/python -m pytest tests/integration
+
+# One pytest run over both folders; pytest's exit code 5 (nothing collected) fails it too.
+test: install lint
+	$(BIN)/python -m pytest tests
+
+demo: install
+	$(BIN)/expmon demo
+
+bench: install
+	$(BIN)/expmon bench

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs the system packages Experience Monitor needs on Debian 12 (bookworm):
+# a Java runtime and Maven for the embedded Kafka broker, Prometheus and Alertmanager for
+# the alerting tests, make, and venv support for Python. Idempotent: checks first, and
+# runs `apt-get update` once, only when something is actually missing.
+set -euo pipefail
+
+missing=()
+
+need_command() { # need_command COMMAND PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1; then
+        missing+=("$2")
+    fi
+}
+
+need_package() { # need_package PACKAGE (for packages without a telling command on PATH)
+    if ! dpkg -s "$1" >/dev/null 2>&1; then
+        missing+=("$1")
+    fi
+}
+
+need_command make make
+need_command java openjdk-17-jre-headless
+need_command mvn maven
+need_command prometheus prometheus
+need_command promtool prometheus
+# Debian installs the binary as prometheus-alertmanager, not alertmanager.
+if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertmanager >/dev/null 2>&1; then
+    need_package prometheus-alertmanager
+fi
+# Debian's python3 ships without ensurepip; `python3 -m venv` then fails half-way.
+PYTHON="${PYTHON:-python3}"
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    missing+=(python3 python3-venv)
+elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "system dependencies: all present"
+    exit 0
+fi
+
+# De-duplicate (prometheus can be listed twice) while keeping the order.
+mapfile -t packages < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+echo "system dependencies: installing ${packages[*]}"
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    echo "error: need root or sudo to install: ${packages[*]}" >&2
+    exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: apt-get not found; install by hand: ${packages[*]}" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
