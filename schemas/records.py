@@ -1,0 +1,111 @@
+"""Kafka record value -> valid events and rejects.
+
+A record's value is one JSON event or a JSON array of events. Each bad event (or a
+bad record as a whole) becomes a `Rejected` carrying the bytes to dead-letter and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from expmon import codec
+from expmon.errors import InvalidEvent
+from schemas.events import Event, EventFamily, make_validators
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    detail: str
+    payload: bytes
+    index: int | None  # position in a batch record; None for the record as a whole
+
+
+class RecordDecoder:
+    """Decodes and validates record values for one event family."""
+
+    def __init__(
+        self,
+        family: EventFamily,
+        max_record_bytes: int = 1_000_000,
+        max_events_per_record: int = 10_000,
+        max_future_ms: int = 86_400_000,
+    ) -> None:
+        self.family = family
+        self.max_record_bytes = max_record_bytes
+        self.max_events_per_record = max_events_per_record
+        self._validate = make_validators(max_future_ms)[family]
+
+    def decode(
+        self, value: bytes | None, now_ms: int, valid: list[Event], rejected: list[Rejected]
+    ) -> int:
+        """Append valid events and rejects to the given lists; return how many events it held.
+
+        A record that cannot be split into events counts as one event (it is one thing lost).
+        """
+        if value is None:
+            rejected.append(Rejected("empty_record", "record has no value", b"", None))
+            return 1
+        if len(value) > self.max_record_bytes:
+            rejected.append(
+                Rejected("oversize", f"{len(value)} bytes > {self.max_record_bytes}", value, None)
+            )
+            return 1
+        try:
+            decoded: Any = codec.loads(value)
+        except codec.JSONDecodeError as exc:
+            rejected.append(Rejected("not_json", str(exc)[:200], value, None))
+            return 1
+        if type(decoded) is dict:
+            self._one(decoded, now_ms, valid, rejected, value, None)
+            return 1
+        if type(decoded) is list:
+            if not decoded:
+                rejected.append(Rejected("empty_batch", "JSON array holds no events", value, None))
+                return 1
+            if len(decoded) > self.max_events_per_record:
+                rejected.append(
+                    Rejected(
+                        "too_many_events",
+                        f"{len(decoded)} events > {self.max_events_per_record}",
+                        value,
+                        None,
+                    )
+                )
+                return 1
+            for index, item in enumerate(decoded):
+                if type(item) is dict:
+                    self._one(item, now_ms, valid, rejected, None, index)
+                else:
+                    rejected.append(
+                        Rejected(
+                            "not_object",
+                            "batch item is not a JSON object",
+                            codec.dumps(item),
+                            index,
+                        )
+                    )
+            return len(decoded)
+        rejected.append(
+            Rejected("not_object", "value is neither an object nor an array", value, None)
+        )
+        return 1
+
+    def _one(
+        self,
+        event: Event,
+        now_ms: int,
+        valid: list[Event],
+        rejected: list[Rejected],
+        raw: bytes | None,
+        index: int | None,
+    ) -> None:
+        try:
+            valid.append(self._validate(event, now_ms))
+        except InvalidEvent as exc:
+            # Validators annotate as they go; dead-letter the event as it was sent.
+            event.pop("_t", None)
+            event.pop("_promised_ms", None)
+            payload = raw if raw is not None else codec.dumps(event)
+            rejected.append(Rejected(exc.reason, exc.detail, payload, index))
