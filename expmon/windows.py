@@ -1,0 +1,327 @@
+"""Event-time tumbling windows for one input partition: pure logic, no Kafka.
+
+Semantics (the same live and in replay):
+- The watermark of a partition is the largest event time seen in it minus the allowed
+  lateness (or later, when an idle partition is advanced). It never goes back.
+- An event earlier than the watermark is late: counted and set aside, never windowed.
+  Whether an event is late depends only on the records before it in its partition, so
+  the outcome does not depend on how partitions interleave or how many workers run.
+- A window [start, end) closes once the watermark reaches `end`; it is emitted once.
+- `event_id` de-duplication keeps the ids of accepted events for the open windows and
+  one window before them; an older repeat is late anyway.
+
+State changes are tracked (dirty windows, new ids, removed keys) so the caller can write
+a checkpoint of exactly what changed after each batch.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+from expmon.errors import StateError
+
+Key = tuple[str, ...]
+ACCEPTED, DUPLICATE, LATE = 0, 1, 2
+STATE_PARTS = 8  # each open window is stored and emitted in this many key-hash parts
+IDS_PER_CHUNK = 10_000  # keeps a changelog record well under Kafka's 1 MB default
+
+
+class Accumulator(Protocol):
+    def merge(self, other: Self) -> None: ...
+
+    def to_dict(self) -> Any: ...
+
+
+A = TypeVar("A", bound=Accumulator)
+
+
+_PARTS: dict[Key, int] = {}
+
+
+def part_of(key: Key) -> int:
+    """Stable part of a key (crc32, not hash(): it must agree across processes)."""
+    part = _PARTS.get(key)
+    if part is None:
+        if len(_PARTS) > 100_000:  # label limits keep keys few; this only bounds the cache
+            _PARTS.clear()
+        part = _PARTS[key] = zlib.crc32("\x1f".join(key).encode()) % STATE_PARTS
+    return part
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedWindow(Generic[A]):
+    partition: int
+    start_ms: int
+    end_ms: int
+    accumulators: dict[Key, A]
+
+
+@dataclass
+class Checkpoint:
+    """What changed in a partition's state since the last checkpoint, as table writes."""
+
+    writes: dict[str, Any] = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.writes or self.deletes)
+
+
+class PartitionWindows(Generic[A]):
+    """Windows, watermark, de-duplication and applied offset of one input partition."""
+
+    def __init__(
+        self,
+        partition: int,
+        window_ms: int,
+        lateness_ms: int,
+        new_accumulator: Callable[[], A],
+        decode_accumulator: Callable[[Any], A],
+    ) -> None:
+        self.partition = partition
+        self.window_ms = window_ms
+        self.lateness_ms = lateness_ms
+        self._new = new_accumulator
+        self._decode = decode_accumulator
+        self.watermark_ms: int | None = None
+        self.max_event_ms: int | None = None
+        self.closed_through_ms: int | None = None
+        self.offset = -1
+        self.windows: dict[int, dict[Key, A]] = {}
+        self.ids: dict[int, set[str]] = {}
+        # checkpoint bookkeeping
+        self._seq = 0
+        self._dirty: dict[int, set[int]] = {}
+        self._new_ids: dict[int, list[str]] = {}
+        self._id_chunks: dict[int, list[str]] = {}
+        self._part_version: dict[tuple[int, int], int] = {}
+        self._pending_deletes: list[str] = []
+        self._meta_dirty = False
+
+    # ------------------------------------------------------------------ per event
+    def admit(self, event_id: str, event_ms: int) -> int:
+        """ACCEPTED (id remembered, watermark advanced), DUPLICATE or LATE, in one step."""
+        start = event_ms - event_ms % self.window_ms
+        bucket = self.ids.get(start)
+        if bucket is not None and event_id in bucket:
+            return DUPLICATE
+        if self.observe(event_ms):
+            return LATE
+        if bucket is None:
+            bucket = self.ids[start] = set()
+        bucket.add(event_id)
+        new_ids = self._new_ids.get(start)
+        if new_ids is None:
+            new_ids = self._new_ids[start] = []
+        new_ids.append(event_id)
+        return ACCEPTED
+
+    def is_duplicate(self, event_id: str, event_ms: int) -> bool:
+        bucket = self.ids.get(event_ms - event_ms % self.window_ms)
+        return bucket is not None and event_id in bucket
+
+    def observe(self, event_ms: int) -> bool:
+        """Advance the watermark with this event; return True when the event is late."""
+        watermark = self.watermark_ms
+        if watermark is not None and event_ms < watermark:
+            return True
+        if self.max_event_ms is None or event_ms > self.max_event_ms:
+            self.max_event_ms = event_ms
+            candidate = event_ms - self.lateness_ms
+            if watermark is None or candidate > watermark:
+                self.watermark_ms = candidate
+            self._meta_dirty = True
+        return False
+
+    def remember(self, event_id: str, event_ms: int) -> None:
+        """Record an accepted event's id for de-duplication."""
+        start = event_ms - event_ms % self.window_ms
+        bucket = self.ids.get(start)
+        if bucket is None:
+            bucket = self.ids[start] = set()
+        bucket.add(event_id)
+        new_ids = self._new_ids.get(start)
+        if new_ids is None:
+            new_ids = self._new_ids[start] = []
+        new_ids.append(event_id)
+
+    def accumulator(self, event_ms: int, key: Key) -> A:
+        """The accumulator of `key` in the window holding `event_ms` (created on first use)."""
+        start = event_ms - event_ms % self.window_ms
+        window = self.windows.get(start)
+        if window is None:
+            window = self.windows[start] = {}
+        acc = window.get(key)
+        if acc is None:
+            acc = window[key] = self._new()
+        dirty = self._dirty.get(start)
+        if dirty is None:
+            dirty = self._dirty[start] = set()
+        dirty.add(part_of(key))
+        return acc
+
+    def applied(self, offset: int) -> None:
+        if offset > self.offset:
+            self.offset = offset
+            self._meta_dirty = True
+
+    # ------------------------------------------------------------------ closing
+    def advance_watermark(self, watermark_ms: int) -> None:
+        """Move the watermark forward (idle partition, end of a replay range)."""
+        if self.watermark_ms is None or watermark_ms > self.watermark_ms:
+            self.watermark_ms = watermark_ms
+            self._meta_dirty = True
+
+    def close_ready(self) -> list[ClosedWindow[A]]:
+        """Windows whose end the watermark has reached, oldest first; each returned once."""
+        watermark = self.watermark_ms
+        if watermark is None:
+            return []
+        closed: list[ClosedWindow[A]] = []
+        for start in sorted(s for s in self.windows if s + self.window_ms <= watermark):
+            accumulators = self.windows.pop(start)
+            self._dirty.pop(start, None)
+            self._pending_deletes.extend(self._stored_window_keys(start))
+            closed.append(ClosedWindow(self.partition, start, start + self.window_ms, accumulators))
+        through = watermark - watermark % self.window_ms
+        if self.closed_through_ms is None or through > self.closed_through_ms:
+            self.closed_through_ms = through
+            self._meta_dirty = True
+        self._expire_ids(watermark)
+        return closed
+
+    def _expire_ids(self, watermark: int) -> None:
+        horizon = watermark - watermark % self.window_ms - self.window_ms
+        for start in [s for s in self.ids if s < horizon]:
+            del self.ids[start]
+            self._new_ids.pop(start, None)
+            self._pending_deletes.extend(self._id_chunks.pop(start, []))
+
+    # ------------------------------------------------------------------ checkpoint
+    # A checkpoint is several changelog records; a crash can cut it anywhere. Every
+    # record carries the checkpoint's version, the meta (applied offset, version) is
+    # written last and deletes go after it, so on restore whatever is newer than the
+    # meta's version is ignored: a checkpoint counts whole or not at all.
+
+    def _meta_key(self) -> str:
+        return f"meta/{self.partition}"
+
+    def _window_key(self, start: int, part: int, version: int) -> str:
+        return f"win/{self.partition}/{start}/{part}/{version}"
+
+    def _stored_window_keys(self, start: int) -> list[str]:
+        keys = []
+        for part in range(STATE_PARTS):
+            version = self._part_version.pop((start, part), None)
+            if version is not None:
+                keys.append(self._window_key(start, part, version))
+        return keys
+
+    def checkpoint(self, into: Checkpoint | None = None, entity_seq: int = 0) -> Checkpoint:
+        """Table writes that bring the stored state up to this object's; resets tracking."""
+        cp = into if into is not None else Checkpoint()
+        version = self._seq + 1
+        superseded: list[str] = []
+        for start, parts in self._dirty.items():
+            window = self.windows.get(start)
+            if window is None:
+                continue
+            by_part: dict[int, list[Any]] = {part: [] for part in parts}
+            for key, acc in window.items():
+                entries = by_part.get(part_of(key))
+                if entries is not None:
+                    entries.append([list(key), acc.to_dict()])
+            for part, entries in by_part.items():
+                cp.writes[self._window_key(start, part, version)] = entries
+                previous = self._part_version.get((start, part))
+                if previous is not None:
+                    superseded.append(self._window_key(start, part, previous))
+                self._part_version[(start, part)] = version
+        self._dirty = {}
+        for start, new_ids in self._new_ids.items():
+            for n, i in enumerate(range(0, len(new_ids), IDS_PER_CHUNK)):
+                chunk_key = f"ids/{self.partition}/{start}/{version}.{n}"
+                self._id_chunks.setdefault(start, []).append(chunk_key)
+                cp.writes[chunk_key] = new_ids[i : i + IDS_PER_CHUNK]
+        self._new_ids = {}
+        if self._meta_dirty or cp.writes or self._pending_deletes:
+            self._seq = version
+            cp.writes[self._meta_key()] = {
+                "watermark": self.watermark_ms,
+                "max_event": self.max_event_ms,
+                "closed_through": self.closed_through_ms,
+                "offset": self.offset,
+                "seq": version,
+                "entity_seq": entity_seq,
+            }
+            self._meta_dirty = False
+        cp.deletes.extend(self._pending_deletes)
+        cp.deletes.extend(superseded)
+        self._pending_deletes = []
+        return cp
+
+    def restore(self, items: Iterable[tuple[str, Any]]) -> int:
+        """Rebuild from stored (key, value) pairs of this partition (as `checkpoint` wrote them).
+
+        Returns the entity sequence the meta vouches for (0 without a meta).
+        """
+        stored = list(items)
+        meta = next((value for key, value in stored if key == self._meta_key()), None)
+        limit = 0 if meta is None else int(meta["seq"])
+        newest = limit
+        parts: dict[tuple[int, int], tuple[int, Any, str]] = {}
+        try:
+            if meta is not None:
+                self.watermark_ms = meta["watermark"]
+                self.max_event_ms = meta["max_event"]
+                self.closed_through_ms = meta["closed_through"]
+                self.offset = meta["offset"]
+            for key, value in stored:
+                if key == self._meta_key():
+                    continue
+                kind, _, start_text, *rest = key.split("/")
+                start = int(start_text)
+                if kind == "win":
+                    part, version = int(rest[0]), int(rest[1])
+                elif kind == "ids":
+                    part, version = -1, int(rest[0].split(".")[0])
+                else:
+                    continue
+                newest = max(newest, version)
+                if version > limit:  # written by a checkpoint the crash cut short
+                    self._pending_deletes.append(key)
+                elif kind == "ids":
+                    self.ids.setdefault(start, set()).update(value)
+                    self._id_chunks.setdefault(start, []).append(key)
+                else:
+                    held = parts.get((start, part))
+                    if held is None or held[0] < version:
+                        if held is not None:
+                            self._pending_deletes.append(held[2])
+                        parts[(start, part)] = (version, value, key)
+                    else:
+                        self._pending_deletes.append(key)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise StateError(f"partition {self.partition}: unreadable state entry: {exc}") from exc
+        for (start, part), (version, value, _key) in parts.items():
+            window = self.windows.setdefault(start, {})
+            for key_list, acc in value:
+                window[tuple(key_list)] = self._decode(acc)
+            self._part_version[(start, part)] = version
+        # New versions must not reuse a number a cut-short checkpoint left on the log.
+        self._seq = newest
+        # A window that closed before the crash may still have parts on the changelog if
+        # the crash fell between emitting and deleting; it was emitted, so drop it.
+        if self.closed_through_ms is not None:
+            for start in [s for s in self.windows if s + self.window_ms <= self.closed_through_ms]:
+                del self.windows[start]
+                self._pending_deletes.extend(self._stored_window_keys(start))
+        return 0 if meta is None else int(meta.get("entity_seq", 0))
+
+
+def partition_of_state_key(key: str) -> int:
+    """The input partition a state key belongs to (`meta/3`, `win/3/...`, `ids/3/...`)."""
+    return int(key.split("/", 2)[1])

@@ -1,0 +1,73 @@
+import random
+
+import pytest
+
+from expmon.sketch import DDSketch, exact_quantile
+
+QS = (0.0, 0.5, 0.75, 0.95, 0.99, 1.0)
+
+
+def _values(kind: str, n: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    if kind == "lognormal":
+        return [rng.lognormvariate(7, 0.8) for _ in range(n)]
+    if kind == "uniform":
+        return [rng.uniform(1, 30_000) for _ in range(n)]
+    if kind == "bimodal":
+        return [
+            rng.gauss(300, 30) if rng.random() < 0.7 else rng.gauss(6000, 500) for _ in range(n)
+        ]
+    if kind == "with_zeros":
+        return [0.0 if rng.random() < 0.2 else rng.expovariate(1 / 800) for _ in range(n)]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["lognormal", "uniform", "bimodal", "with_zeros"])
+@pytest.mark.parametrize("n", [1, 7, 1000, 50_000])
+def test_quantiles_within_one_percent_of_exact(kind: str, n: int) -> None:
+    values = [abs(v) for v in _values(kind, n, seed=n)]
+    sketch = DDSketch()
+    sketch.add_many(values)
+    ordered = sorted(values)
+    for q in QS:
+        exact = exact_quantile(ordered, q)
+        got = sketch.quantile(q)
+        assert got is not None
+        if exact == 0:
+            assert got == 0
+        else:
+            assert abs(got - exact) / exact <= 0.01, (q, got, exact)
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_merge_in_any_split_equals_one_sketch(parts: int) -> None:
+    values = _values("lognormal", 10_000, seed=3)
+    whole = DDSketch()
+    whole.add_many(values)
+    pieces = [DDSketch() for _ in range(parts)]
+    for i, v in enumerate(values):
+        pieces[i % parts].add(v)
+    merged = DDSketch()
+    for piece in reversed(pieces):
+        merged.merge(piece)
+    assert merged == whole
+    assert merged.quantiles([0.5, 0.99]) == whole.quantiles([0.5, 0.99])
+
+
+def test_round_trip_and_empty() -> None:
+    sketch = DDSketch()
+    assert sketch.quantile(0.5) is None
+    sketch.add_many([0, 5, 10, 2000])
+    clone = DDSketch.from_dict(sketch.to_dict())
+    assert clone == sketch and clone.count == 4
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.1])
+def test_quantile_rejects_out_of_range(bad: float) -> None:
+    with pytest.raises(ValueError):
+        DDSketch().quantile(bad)
+
+
+def test_different_accuracy_does_not_merge() -> None:
+    with pytest.raises(ValueError):
+        DDSketch(0.01).merge(DDSketch(0.02))
