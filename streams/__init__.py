@@ -1,0 +1,1 @@
+"""faust stream processors: thin agents that call the plain logic in `expmon`."""

@@ -1,0 +1,205 @@
+"""Builds the faust app of a worker: topics, processors, the tick, and the HTTP endpoints."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from expmon.metrics import Metrics
+from expmon.settings import Settings
+from streams import checkout, logistics, page_loads, window_partials
+from streams.runner import MergeRunner, StageRunner
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+
+
+@dataclass
+class Runtime:
+    """What the agents of one worker share."""
+
+    settings: Settings
+    metrics: Metrics
+    app: Any
+    source_partitions: dict[str, int]
+    live: bool = True
+    dlq_topic: Any = None
+    partials_topic: Any = None
+    windows_topic: Any = None
+    stage_runners: list[StageRunner] = field(default_factory=list)
+    merge_runners: list[MergeRunner] = field(default_factory=list)
+    started_wall: float = field(default_factory=time.time)
+    last_final_wall: float | None = None
+
+    def ready(self) -> bool:
+        app = self.app
+        return bool(
+            app.consumer is not None
+            and not app.rebalancing
+            and not getattr(app, "in_recovery", False)
+            and app.consumer.assignment()
+        )
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.kafka_sasl_mechanism:
+        ssl_context = None
+        if settings.kafka_security_protocol == "SASL_SSL":
+            ssl_context = ssl.create_default_context(
+                cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+            )
+        password = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        )
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    if settings.kafka_security_protocol == "SSL":
+        return faust.SSLCredentials(
+            ssl.create_default_context(
+                cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+            )
+        )
+    return None
+
+
+def new_faust_app(settings: Settings) -> Any:
+    datadir = settings.state_dir / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        topic_replication_factor=1,
+        topic_partitions=1,
+        broker_commit_interval=1.0,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 3),
+        # dead letters carry whole oversize records (up to the broker's limit) plus headers
+        producer_max_request_size=4 * 1024 * 1024,
+        consumer_auto_offset_reset="earliest",
+        # Fewer, larger hand-overs from faust's consumer thread to the event loop.
+        broker_max_poll_records=10_000,
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        stream_buffer_maxsize=8192,
+        table_standby_replicas=0,
+        datadir=str(datadir),
+    )
+
+
+def build_runtime(
+    settings: Settings, metrics: Metrics, source_partitions: dict[str, int], live: bool = True
+) -> Runtime:
+    app = new_faust_app(settings)
+    rt = Runtime(settings, metrics, app, source_partitions, live=live)
+    rt.dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    rt.partials_topic = app.topic(
+        settings.topic_window_partials, key_serializer="raw", value_serializer="raw", partitions=1
+    )
+    rt.windows_topic = app.topic(
+        settings.topic_windows, key_serializer="raw", value_serializer="raw"
+    )
+    rt.stage_runners.append(page_loads.register(rt))
+    rt.stage_runners.append(checkout.register(rt))
+    rt.stage_runners.append(logistics.register(rt))
+    rt.merge_runners.extend(window_partials.register(rt))
+
+    async def tick() -> None:
+        await _tick(rt)
+
+    app.timer(TICK_SECONDS)(tick)
+
+    async def serve_http() -> None:
+        await _serve_http(rt)
+
+    app.task(serve_http)
+
+    async def on_revoked(_sender: Any, revoked: set[Any], **_kwargs: Any) -> None:
+        if any(tp.topic == settings.topic_window_partials for tp in revoked):
+            for runner in rt.merge_runners:
+                runner.revoke()
+
+    app.on_partitions_revoked.connect(on_revoked)
+    return rt
+
+
+async def _tick(rt: Runtime) -> None:
+    """Sync assignment, advance idle partitions, export watermark lag."""
+    app = rt.app
+    settled = rt.ready()
+    assignment = app.consumer.assignment() if app.consumer is not None else set()
+    now = time.time()
+    for runner in rt.stage_runners:
+        topic = runner.stage.topic
+        lags = _partition_lags(app, runner, assignment) if settled else {}
+        assigned = {tp.partition for tp in assignment if tp.topic == topic} if settled else None
+        backlogged = frozenset(p for p, lag in lags.items() if lag > 0)
+        await runner.tick(assigned, backlogged)
+        watermarks = [w for w in runner.stage.watermarks().values() if w is not None]
+        if watermarks:
+            rt.metrics.watermark_lag.labels(topic).set(max(0.0, now - min(watermarks) / 1000))
+        if settled:
+            rt.metrics.consumer_lag.labels(topic).set(sum(lags.values()))
+
+
+def _partition_lags(app: Any, runner: StageRunner, assignment: set[Any]) -> dict[int, int]:
+    """Records on the broker past what the stage applied, per assigned partition.
+
+    A partition whose high-water mark is not known yet counts as backlogged (1).
+    """
+    lags: dict[int, int] = {}
+    for tp in assignment:
+        if tp.topic != runner.stage.topic:
+            continue
+        highwater = app.consumer.highwater(tp)
+        windows = runner.stage.partitions.get(tp.partition)
+        applied = windows.offset if windows is not None else -1
+        lags[tp.partition] = 1 if highwater is None else max(0, highwater - applied - 1)
+    return lags
+
+
+async def _serve_http(rt: Runtime) -> None:
+    async def metrics_view(_request: web.Request) -> web.Response:
+        body = generate_latest(rt.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok", "uptime_seconds": round(time.time() - rt.started_wall, 1)}
+        )
+
+    async def readyz(_request: web.Request) -> web.Response:
+        ready = rt.ready()
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+    web_app = web.Application()
+    web_app.add_routes(
+        [
+            web.get("/metrics", metrics_view),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+        ]
+    )
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, rt.settings.metrics_host, rt.settings.metrics_port)
+    await site.start()
+    # With port 0 the OS picked one: report the real address.
+    port = runner.addresses[0][1] if runner.addresses else rt.settings.metrics_port
+    log.info(
+        "metrics on http://%s:%s/metrics (also /healthz, /readyz)", rt.settings.metrics_host, port
+    )

@@ -1,0 +1,36 @@
+"""The merge processor: per-partition window partials into final windows and views."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from expmon import codec
+from expmon.checkout import new_checkout_merger
+from expmon.logistics import new_logistics_merger
+from expmon.pageload import new_page_load_merger
+from streams.runner import MergeRunner
+from streams.state import TableState
+
+if TYPE_CHECKING:
+    from streams.app import Runtime
+
+
+def register(rt: Runtime) -> list[MergeRunner]:
+    settings = rt.settings
+    table = rt.app.Table("window-merge-state", partitions=1, key_type=bytes, value_type=bytes)
+    state = TableState(table)
+    runners = [
+        MergeRunner(rt, new_merger(settings), state)
+        for new_merger in (new_page_load_merger, new_checkout_merger, new_logistics_merger)
+    ]
+
+    async def window_partials(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_max_records, settings.batch_within_seconds
+        ):
+            messages = [codec.loads(e.message.value) for e in events]
+            for runner in runners:
+                await runner.handle(messages)
+
+    rt.app.agent(rt.partials_topic, name="window-partials", concurrency=1)(window_partials)
+    return runners
