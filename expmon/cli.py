@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from expmon import __version__
@@ -46,7 +47,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from expmon.worker import run_worker
 
     settings = _settings(
-        args, metrics_port=args.metrics_port, metrics_host=args.metrics_host, app_id=args.app_id
+        args,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        app_id=args.app_id,
+        rules_files=tuple(args.rules) if args.rules else None,
+        alertmanager_url=args.alertmanager_url,
     )
     run_worker(settings, create_topics=not args.no_create_topics)
     return 0
@@ -100,6 +106,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         incident=args.incident,
     )
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from expmon.alerting.rules import load_rules
+    from expmon.alerting.signals import SIGNALS
+
+    if args.action == "signals":
+        for signal in SIGNALS.values():
+            window = "window view" if signal.source == "window" else "wall clock"
+            sys.stdout.write(
+                f"{signal.name}\n    {signal.description}\n"
+                f"    labels: {', '.join(signal.labels)}; unit: {signal.unit}; {window}\n"
+            )
+        return 0
+    extra = tuple(args.rules or ()) or None
+    settings = Settings.from_env(rules_files=extra, log_level=args.log_level)
+    rules = load_rules(settings.rules_files, settings.views)  # RulesError lists every problem
+    if args.action == "check":
+        names = sorted({r.alert for r in rules})
+        files = ["alerts/defaults.yml", *map(str, settings.rules_files)]
+        sys.stdout.write(
+            f"OK: {len(names)} alerts ({len(rules)} severity levels) from {', '.join(files)}\n"
+        )
+        return 0
+    from expmon.alerting.promrules import export
+
+    text = export(rules)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        log.info("wrote %d Prometheus alerting rules to %s", len(rules), args.output)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -157,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--metrics-port", type=int, help="port for /metrics (default 9477)")
     w.add_argument(
         "--app-id", help="faust app id = consumer group and state prefix (default expmon)"
+    )
+    w.add_argument(
+        "--rules",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="alert rule file on top of alerts/defaults.yml (repeatable; EXPMON_RULES_FILES)",
+    )
+    w.add_argument(
+        "--alertmanager-url",
+        metavar="URL[,URL]",
+        help="Alertmanager(s) to send alerts to (EXPMON_ALERTMANAGER_URL; default: none)",
     )
     w.add_argument(
         "--no-create-topics", action="store_true", help="fail instead of creating missing topics"
@@ -228,6 +279,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="incident to inject (default slow_pages@30s+240s:region=eu-west)",
     )
 
+    r = verb(
+        "rules",
+        cmd_rules,
+        "Validate alert rules (defaults plus your files), export them as Prometheus alerting "
+        "rules, or list the signals rules can read.",
+        "expmon rules check --rules my-rules.yml",
+    )
+    r.add_argument(
+        "action",
+        choices=["check", "export-prometheus", "signals"],
+        help="check: validate and report every problem with file:line; export-prometheus: "
+        "write the Prometheus twin; signals: list signals",
+    )
+    r.add_argument(
+        "--rules",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="rule file applied on top of the defaults (repeatable; EXPMON_RULES_FILES)",
+    )
+    r.add_argument("-o", "--output", metavar="FILE", help="export-prometheus: write here")
+
     b = verb(
         "bench",
         cmd_bench,
@@ -239,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--events", type=int, default=300_000, help="events sent one per record (default 300000)"
     )
     b.add_argument(
-        "--batch-events", type=int, default=1_000_000,
+        "--batch-events",
+        type=int,
+        default=1_000_000,
         help="events in batch records of 100 (default 1000000)",
     )
     b.add_argument("--output", metavar="FILE", help="also write the results as JSON here")

@@ -290,8 +290,18 @@ class LogisticsStage(CounterStage):
 
         A scan of this stage's open orders (O(open orders)), read at scrape time.
         """
-        totals: dict[str, list[int]] = {}
-        for table in self.entities.values():
+        totals: dict[str, tuple[int, int]] = {}
+        for per_carrier in self.tracking_by_partition().values():
+            for carrier, (n, stale) in per_carrier.items():
+                before = totals.get(carrier, (0, 0))
+                totals[carrier] = (before[0] + n, before[1] + stale)
+        return dict(sorted(totals.items()))
+
+    def tracking_by_partition(self) -> dict[int, dict[str, tuple[int, int]]]:
+        """partition -> carrier -> (tracked orders, of which stale now)."""
+        out: dict[int, dict[str, tuple[int, int]]] = {}
+        for partition, table in self.entities.items():
+            totals: dict[str, list[int]] = {}
             for entity in table.items.values():
                 if entity.get(_STATUS_F) in TRACKED_STATUSES:
                     pair = totals.get(entity[_CARRIER])
@@ -300,7 +310,8 @@ class LogisticsStage(CounterStage):
                     pair[0] += 1
                     if entity.get(_STALE):
                         pair[1] += 1
-        return {carrier: (n, stale) for carrier, (n, stale) in sorted(totals.items())}
+            out[partition] = {carrier: (n, stale) for carrier, (n, stale) in totals.items()}
+        return out
 
     def open_orders(self) -> int:
         """Orders this stage holds state for (lifecycle running or events waiting)."""

@@ -79,10 +79,22 @@ class PageLoadCollector(Collector):
         loads = GaugeMetricFamily(
             "expmon_page_load_window_loads", "Page loads counted in the window view", labels=labels
         )
+        sessions = GaugeMetricFamily(
+            "expmon_bounce_window_sessions",
+            "Sessions ending in the window, by landing page (bounce ratio denominator)",
+            labels=labels,
+        )
+        bounces = GaugeMetricFamily(
+            "expmon_bounce_window_bounces",
+            "Sessions ending in the window with one page view, by landing page",
+            labels=labels,
+        )
         for view, row in self.board.rows("page_load"):
             values = [str(row["page"]), str(row["device"]), str(row["region"]), view]
             if row.get("bounce_ratio") is not None:
                 bounce.add_metric(values, float(row["bounce_ratio"]))
+                sessions.add_metric(values, float(row["sessions"]))
+                bounces.add_metric(values, float(row["bounces"]))
             if not row["count"]:
                 continue  # only session ends in this window: no load figures to show
             for q in QUANTILES:
@@ -96,6 +108,8 @@ class PageLoadCollector(Collector):
         yield slow
         yield apdex
         yield loads
+        yield sessions
+        yield bounces
 
     def _histogram(self) -> HistogramMetricFamily:
         family = HistogramMetricFamily(
@@ -188,11 +202,15 @@ class CheckoutCollector(Collector):
         pay_attempts = _gauge(
             "expmon_payment_window_attempts", "Payment attempts in the window", pay_labels
         )
+        pay_failures = _gauge(
+            "expmon_payment_window_failures", "Failed payments in the window", pay_labels
+        )
         for view, row in self.board.rows("checkout"):
             kind = row["kind"]
             if kind == "payment":
                 values = [str(row["provider"]), str(row["method"]), str(row["user_type"]), view]
                 pay_attempts.add_metric(values, float(row["attempts"]))
+                pay_failures.add_metric(values, float(row["failures"]))
                 if row["failure_ratio"] is not None:
                     failure.add_metric(values, float(row["failure_ratio"]))
                 continue
@@ -204,7 +222,7 @@ class CheckoutCollector(Collector):
                 started.add_metric(values, float(row["checkout_started"]))
                 if row["conversion_ratio"] is not None:
                     conversion.add_metric(values, float(row["conversion_ratio"]))
-        yield from (dropoff, conversion, started, failure, pay_attempts)
+        yield from (dropoff, conversion, started, failure, pay_attempts, pay_failures)
 
 
 class LogisticsCollector(Collector):
@@ -279,20 +297,38 @@ class LogisticsCollector(Collector):
             "Deliveries by promised_by / deliveries with a promise, in the window",
             ["carrier", "window"],
         )
+        sla_breaches = _gauge(
+            "expmon_ship_window_breaches",
+            "Orders not shipped within the SLA, breached in the window",
+            ["warehouse", "carrier", "window"],
+        )
+        failed = _gauge(
+            "expmon_delivery_window_failed",
+            "Failed deliveries in the window",
+            ["carrier", "window"],
+        )
+        attempts = _gauge(
+            "expmon_delivery_window_attempts",
+            "Deliveries and failed deliveries in the window",
+            ["carrier", "window"],
+        )
         for view, row in self.board.rows("logistics"):
             kind = row["kind"]
             if kind == "sla":
                 values = [str(row["warehouse"]), str(row["carrier"]), view]
                 sla_decided.add_metric(values, float(row["within"]) + float(row["breach"]))
+                sla_breaches.add_metric(values, float(row["breach"]))
                 if row["within_sla_ratio"] is not None:
                     sla.add_metric(values, float(row["within_sla_ratio"]))
             elif kind == "delivery":
                 values = [str(row["carrier"]), view]
+                failed.add_metric(values, float(row["failed"]))
+                attempts.add_metric(values, float(row["delivered"]) + float(row["failed"]))
                 if row["exception_ratio"] is not None:
                     exceptions.add_metric(values, float(row["exception_ratio"]))
                 if row["on_time_ratio"] is not None:
                     on_time.add_metric(values, float(row["on_time_ratio"]))
-        yield from (sla, sla_decided, exceptions, on_time)
+        yield from (sla, sla_decided, sla_breaches, exceptions, on_time, failed, attempts)
 
 
 class Metrics:
@@ -336,6 +372,19 @@ class Metrics:
             ["family", "window"],
             registry=registry,
         )
+        self.alerts_firing = Gauge(
+            "expmon_alerts_firing",
+            "Alert instances firing now (held by the worker that owns the merge stage)",
+            ["alertname", "severity"],
+            registry=registry,
+        )
+        self.alert_notifications = Counter(
+            "expmon_alert_notifications",
+            "Alert notifications by sink and outcome (sent, failed); Alertmanager counts alerts"
+            " per post",
+            ["sink", "outcome"],
+            registry=registry,
+        )
         self.state_writes = Counter(
             "expmon_state_writes", "State changelog records written", ["family"], registry=registry
         )
@@ -346,6 +395,14 @@ class Metrics:
             "expmon_sessions_open", "Sessions held in state (for bounce)", registry=registry
         )
         sessions.set_function(lambda: sum(s.open_sessions() for s in self.page_load_stages))
+
+    def count_notifications(self, sink: str, outcome: str, n: int) -> None:
+        if n:
+            self.alert_notifications.labels(sink, outcome).inc(n)
+
+    def set_firing(self, counts: dict[tuple[str, str], int]) -> None:
+        for (alertname, severity), n in counts.items():
+            self.alerts_firing.labels(alertname, severity).set(n)
 
     def count_outcomes(self, topic: str, counts: dict[str, int]) -> None:
         for outcome, n in counts.items():

@@ -93,6 +93,29 @@ class Settings(BaseSettings):
         50, ge=1, description="distinct values of other labels (carrier...) before `other`"
     )
 
+    # --- Alerting ----------------------------------------------------------
+    rules_files: tuple[Path, ...] = Field(
+        (), description="alert rule files applied on top of alerts/defaults.yml, in order"
+    )
+    alertmanager_url: str = Field(
+        "", description="Alertmanager base URLs, comma separated (HA: each gets every alert)"
+    )
+    alert_resend_seconds: float = Field(
+        30.0, gt=0, description="re-send firing alerts to Alertmanager this often"
+    )
+    alert_expiry_seconds: float = Field(
+        180.0,
+        gt=0,
+        description="endsAt of firing alerts this far ahead: Alertmanager resolves an alert by "
+        "itself if no worker re-sends it for this long (outlives a worker restart)",
+    )
+    external_url: str = Field(
+        "", description="base of alert generatorURLs (default: the worker's metrics address)"
+    )
+    telemetry_interval_seconds: float = Field(
+        2.0, gt=0, description="how often workers report pipeline telemetry to the alert engine"
+    )
+
     # --- Ingestion limits --------------------------------------------------
     max_record_bytes: int = Field(1_000_000, ge=1024)
     max_events_per_record: int = Field(10_000, ge=1)
@@ -132,6 +155,14 @@ class Settings(BaseSettings):
     @property
     def lateness_ms(self) -> int:
         return int(self.allowed_lateness_seconds * 1000)
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        return ("1m", *self.rolling_views)
+
+    @property
+    def alertmanager_urls(self) -> tuple[str, ...]:
+        return tuple(u.strip() for u in self.alertmanager_url.split(",") if u.strip())
 
     @property
     def input_topics(self) -> tuple[str, str, str]:

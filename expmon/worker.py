@@ -30,11 +30,13 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
     """Run until SIGINT/SIGTERM; faust's worker handles the signals and a clean shutdown."""
     import faust  # deferred: importing faust is slow and only the worker needs it
 
+    from expmon.alerting.rules import load_rules
     from streams.app import build_runtime
 
+    rules = load_rules(settings.rules_files, settings.views)  # fail fast on bad rules
     partitions = input_partitions(settings, create_topics)
     metrics = Metrics(new_registry())
-    runtime = build_runtime(settings, metrics, partitions)
+    runtime = build_runtime(settings, metrics, partitions, rules=rules)
     log.info(
         "worker %s on %s: inputs %s, window %ss, lateness %ss",
         settings.app_id,
@@ -42,6 +44,11 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
         partitions,
         settings.window_seconds,
         settings.allowed_lateness_seconds,
+    )
+    log.info(
+        "alerting: %d rule levels; Alertmanager %s",
+        len(rules),
+        ", ".join(settings.alertmanager_urls) or "not configured (log and topic sinks only)",
     )
     worker = faust.Worker(
         runtime.app,

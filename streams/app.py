@@ -12,9 +12,12 @@ import faust
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from expmon import codec
+from expmon.alerting.rules import Rule
 from expmon.metrics import Metrics
 from expmon.settings import Settings
 from streams import checkout, logistics, page_loads, window_partials
+from streams.alerting import AlertRunner
 from streams.runner import MergeRunner, StageRunner
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ class Runtime:
     dlq_topic: Any = None
     partials_topic: Any = None
     windows_topic: Any = None
+    alerts_topic: Any = None
+    rules: list[Rule] | None = None
+    alert_runner: AlertRunner | None = None
     stage_runners: list[StageRunner] = field(default_factory=list)
     merge_runners: list[MergeRunner] = field(default_factory=list)
     started_wall: float = field(default_factory=time.time)
@@ -102,10 +108,15 @@ def new_faust_app(settings: Settings) -> Any:
 
 
 def build_runtime(
-    settings: Settings, metrics: Metrics, source_partitions: dict[str, int], live: bool = True
+    settings: Settings,
+    metrics: Metrics,
+    source_partitions: dict[str, int],
+    live: bool = True,
+    rules: list[Rule] | None = None,
 ) -> Runtime:
+    """The faust app with every processor; `rules=None` runs without alerting."""
     app = new_faust_app(settings)
-    rt = Runtime(settings, metrics, app, source_partitions, live=live)
+    rt = Runtime(settings, metrics, app, source_partitions, live=live, rules=rules)
     rt.dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     rt.partials_topic = app.topic(
         settings.topic_window_partials, key_serializer="raw", value_serializer="raw", partitions=1
@@ -113,6 +124,7 @@ def build_runtime(
     rt.windows_topic = app.topic(
         settings.topic_windows, key_serializer="raw", value_serializer="raw"
     )
+    rt.alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     rt.stage_runners.append(page_loads.register(rt))
     rt.stage_runners.append(checkout.register(rt))
     rt.stage_runners.append(logistics.register(rt))
@@ -132,6 +144,8 @@ def build_runtime(
         if any(tp.topic == settings.topic_window_partials for tp in revoked):
             for runner in rt.merge_runners:
                 runner.revoke()
+            if rt.alert_runner is not None:
+                rt.alert_runner.revoke()
 
     app.on_partitions_revoked.connect(on_revoked)
     return rt
@@ -148,12 +162,26 @@ async def _tick(rt: Runtime) -> None:
         lags = _partition_lags(app, runner, assignment) if settled else {}
         assigned = {tp.partition for tp in assignment if tp.topic == topic} if settled else None
         backlogged = frozenset(p for p, lag in lags.items() if lag > 0)
-        await runner.tick(assigned, backlogged)
+        highwater = {
+            tp.partition: app.consumer.highwater(tp) for tp in assignment if tp.topic == topic
+        }
+        await runner.tick(assigned, backlogged, highwater if settled else None)
         watermarks = [w for w in runner.stage.watermarks().values() if w is not None]
         if watermarks:
             rt.metrics.watermark_lag.labels(topic).set(max(0.0, now - min(watermarks) / 1000))
         if settled:
             rt.metrics.consumer_lag.labels(topic).set(sum(lags.values()))
+    await _tick_alerts(rt, assignment if settled else None)
+
+
+async def _tick_alerts(rt: Runtime, assignment: set[Any] | None) -> None:
+    """The owner of the merge stage evaluates pipeline rules, even with no input at all."""
+    runner = rt.alert_runner
+    if runner is None or assignment is None:
+        return
+    if any(tp.topic == rt.settings.topic_window_partials for tp in assignment):
+        await runner.take_ownership()
+        await runner.tick()
 
 
 def _partition_lags(app: Any, runner: StageRunner, assignment: set[Any]) -> dict[int, int]:
@@ -182,6 +210,22 @@ async def _serve_http(rt: Runtime) -> None:
             {"status": "ok", "uptime_seconds": round(time.time() - rt.started_wall, 1)}
         )
 
+    async def alerts(request: web.Request) -> web.Response:
+        runner = rt.alert_runner
+        if runner is None or not runner.owner:
+            body = {"owner": False, "alerts": []}
+        else:
+            wanted = request.query.get("fingerprint")
+            body = {
+                "owner": True,
+                "alerts": [
+                    i.to_dict()
+                    for i in runner.engine.instances.values()
+                    if wanted is None or i.fingerprint == wanted
+                ],
+            }
+        return web.Response(body=codec.dumps(body), content_type="application/json")
+
     async def readyz(_request: web.Request) -> web.Response:
         ready = rt.ready()
         return web.json_response({"ready": ready}, status=200 if ready else 503)
@@ -192,6 +236,7 @@ async def _serve_http(rt: Runtime) -> None:
             web.get("/metrics", metrics_view),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
+            web.get("/alerts", alerts),
         ]
     )
     runner = web.AppRunner(web_app, access_log=None)

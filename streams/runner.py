@@ -32,6 +32,8 @@ class StageRunner:
         self.stage = stage
         self.state = state
         self.lock = asyncio.Lock()
+        self.outcomes: dict[str, int] = {}
+        self.last_telemetry = 0.0
 
     def _restore(self, partition: int) -> None:
         items = list(self.state.items(lambda key: partition_of_state_key(key) == partition))
@@ -55,9 +57,14 @@ class StageRunner:
             await self._publish(out)
 
     async def tick(
-        self, assigned: set[int] | None, backlogged: frozenset[int] = frozenset()
+        self,
+        assigned: set[int] | None,
+        backlogged: frozenset[int] = frozenset(),
+        highwater: dict[int, int | None] | None = None,
     ) -> None:
         async with self.lock:
+            if assigned is not None and highwater is not None:
+                await self._send_telemetry(highwater)
             if assigned is not None:
                 for partition in sorted(assigned - self.stage.partitions.keys()):
                     self._restore(partition)
@@ -66,6 +73,29 @@ class StageRunner:
                 # Idle advance only when the assignment is settled: mid-rebalance every
                 # partition looks quiet and its backlog is unknown.
                 await self._publish(self.stage.tick(backlogged))
+
+    async def _send_telemetry(self, highwater: dict[int, int | None]) -> None:
+        """Input health for the alert engine: high-water marks, outcomes, tracking."""
+        now = time.time()
+        if now - self.last_telemetry < self.runtime.settings.telemetry_interval_seconds:
+            return
+        self.last_telemetry = now
+        message: dict[str, Any] = {
+            "family": str(self.stage.family),
+            "kind": "telemetry",
+            "topic": self.stage.topic,
+            "highwater": {str(p): mark for p, mark in highwater.items()},
+            "outcomes": self.outcomes,
+        }
+        tracking = getattr(self.stage, "tracking_by_partition", None)
+        if tracking is not None:
+            message["tracking"] = {
+                str(p): {c: list(pair) for c, pair in per.items()} for p, per in tracking().items()
+            }
+        self.outcomes = {}
+        await self.runtime.partials_topic.send(
+            key=message["family"].encode(), value=codec.dumps(message)
+        )
 
     def revoke(self, partition: int) -> None:
         self.stage.revoke(partition)
@@ -77,6 +107,9 @@ class StageRunner:
         metrics = rt.metrics
         topic = self.stage.topic
         metrics.count_outcomes(topic, out.counts)
+        for outcome, n in out.counts.items():
+            if n:
+                self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
         for letter in out.dead_letters:
             metrics.dead_letters.labels(topic, letter.reason).inc()
             await rt.dlq_topic.send(key=letter.key, value=letter.value, headers=letter.headers)
@@ -130,6 +163,9 @@ class MergeRunner:
         if out.results:
             await rt.app.producer.flush()
             rt.last_final_wall = time.time()
+            # Before the merge state moves on: a crash in between re-evaluates these views.
+            if rt.alert_runner is not None:
+                await rt.alert_runner.on_results(out.results)
         await self.state.apply(0, out.writes, out.deletes)
 
 

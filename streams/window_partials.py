@@ -8,6 +8,7 @@ from expmon import codec
 from expmon.checkout import new_checkout_merger
 from expmon.logistics import new_logistics_merger
 from expmon.pageload import new_page_load_merger
+from streams.alerting import AlertRunner, build_sinks
 from streams.runner import MergeRunner
 from streams.state import TableState
 
@@ -29,8 +30,13 @@ def register(rt: Runtime) -> list[MergeRunner]:
             settings.batch_max_records, settings.batch_within_seconds
         ):
             messages = [codec.loads(e.message.value) for e in events]
+            telemetry = [m for m in messages if m.get("kind") == "telemetry"]
+            if telemetry and rt.alert_runner is not None:
+                rt.alert_runner.add_telemetry(telemetry)
             for runner in runners:
                 await runner.handle(messages)
 
+    if rt.rules is not None:
+        rt.alert_runner = AlertRunner(rt, rt.rules, build_sinks(rt), state)
     rt.app.agent(rt.partials_topic, name="window-partials", concurrency=1)(window_partials)
     return runners

@@ -36,7 +36,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if isinstance(value, SecretStr):
             text = value.get_secret_value()
         elif isinstance(value, tuple | list):
-            text = json.dumps(list(value))
+            text = json.dumps([v if isinstance(v, int | float) else str(v) for v in value])
         else:
             text = str(value)
         env[f"EXPMON_{name.upper()}"] = text

@@ -1,0 +1,1 @@
+"""Alert rules, the in-stream engine, sinks and the Prometheus twin (no Kafka imports)."""

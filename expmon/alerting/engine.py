@@ -1,0 +1,360 @@
+"""The alert engine: rules evaluated as windows change, pending -> firing -> resolved.
+
+Window rules run on each final window view the merge stage emits and take the view's
+end as their clock (event time): `for: 2m` means the condition held on views ending two
+minutes apart, so a replay fires exactly where the live run fired. Pipeline rules
+(absence of input, invalid share, stale tracking) run on a short wall-clock tick.
+
+State per alert instance (a fingerprint of its labels) is returned as writes for the
+caller to persist beside the window state, so a restart resumes it: a firing alert stays
+firing without a new notification and still resolves later. Resolved instances are kept
+for a while so that sinks can re-deliver the resolve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from expmon.alerting.rules import Rule
+from expmon.alerting.signals import Row, format_value
+from expmon.merge import ViewResult
+
+log = logging.getLogger(__name__)
+
+State = Literal["pending", "firing", "resolved"]
+PREFIX = "alerts/"
+RESOLVED_RETENTION_S = 15 * 60.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One group of a rule's signal at one evaluation."""
+
+    group: tuple[str, ...]  # values of the rule's `by` labels
+    value: float
+    volume: float
+    start_ms: int | None = None  # the window read, for the replay hint
+    end_ms: int | None = None
+
+
+@dataclass
+class AlertInstance:
+    fingerprint: str
+    alert: str
+    severity: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    state: State
+    active_since_ms: int
+    value: float
+    volume: float
+    fired_at_ms: int | None = None
+    cleared_since_ms: int | None = None
+    starts_at: float | None = None  # wall clock (s) of firing: Alertmanager's startsAt
+    ends_at: float | None = None  # wall clock (s) of the resolve
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertInstance:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An instance entering `firing` or `resolved` (pending is not notified)."""
+
+    state: Literal["firing", "resolved"]
+    instance: AlertInstance
+    rule_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, **self.instance.to_dict()}
+
+
+@dataclass
+class EngineOutput:
+    transitions: list[Transition] = field(default_factory=list)
+    writes: dict[str, Any] = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+
+    def extend(self, other: EngineOutput) -> None:
+        self.transitions.extend(other.transitions)
+        self.writes.update(other.writes)
+        self.deletes.extend(other.deletes)
+
+
+class PipelineSource(Protocol):
+    def observe(self, rule: Rule, now_ms: int) -> list[Observation] | None:
+        """Observations for a pipeline rule, or None when nothing is known to judge by."""
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    text = "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def select_rows(rule: Rule, rows: Iterable[Row]) -> Iterable[Row]:
+    kind = rule.signal.kind
+    for row in rows:
+        if kind is not None and row.get("kind") != kind:
+            continue
+        if all(str(row.get(k)) == v for k, v in rule.match.items()):
+            yield row
+
+
+def sum_groups(rule: Rule, rows: Iterable[Row]) -> dict[tuple[str, ...], tuple[float, float]]:
+    """Additive signals: (numerator, denominator) summed per `by` group."""
+    num, den = rule.signal.numerator, rule.signal.denominator
+    assert num is not None and den is not None
+    sums: dict[tuple[str, ...], tuple[float, float]] = {}
+    for row in select_rows(rule, rows):
+        group = tuple(str(row.get(b)) for b in rule.by)
+        n, d = sums.get(group, (0.0, 0.0))
+        sums[group] = (n + num(row), d + den(row))
+    return sums
+
+
+class Baselines:
+    """Per rule and group, (numerator, denominator) of each 1-minute window, for `baseline`."""
+
+    def __init__(self) -> None:
+        self.series: dict[str, dict[int, dict[tuple[str, ...], tuple[float, float]]]] = {}
+
+    @staticmethod
+    def key(alert: str, end_ms: int) -> str:
+        return f"{PREFIX}base/{alert}/{end_ms}"
+
+    def record(self, rule: Rule, result: ViewResult, out: EngineOutput) -> None:
+        sums = sum_groups(rule, result.rows)
+        per_end = self.series.setdefault(rule.alert, {})
+        per_end[result.end_ms] = sums
+        out.writes[self.key(rule.alert, result.end_ms)] = [
+            [list(g), list(v)] for g, v in sums.items()
+        ]
+        assert rule.baseline_ms is not None and rule.window is not None
+        keep_from = result.end_ms - rule.baseline_ms - 2 * 3_600_000
+        for end in [e for e in per_end if e < keep_from]:
+            del per_end[end]
+            out.deletes.append(self.key(rule.alert, end))
+
+    def level(self, rule: Rule, group: tuple[str, ...], before_ms: int) -> tuple[float, float]:
+        assert rule.baseline_ms is not None
+        low = before_ms - rule.baseline_ms
+        n_sum = d_sum = 0.0
+        for end, sums in self.series.get(rule.alert, {}).items():
+            if low < end <= before_ms and group in sums:
+                n, d = sums[group]
+                n_sum += n
+                d_sum += d
+        return n_sum, d_sum
+
+    def restore(self, alert: str, end_ms: int, value: Any) -> None:
+        self.series.setdefault(alert, {})[end_ms] = {
+            tuple(g): (float(v[0]), float(v[1])) for g, v in value
+        }
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        topics: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rules = list(rules)
+        self.topics = dict(topics or {})  # family -> input topic, for replay hints
+        self.clock = clock
+        self.instances: dict[str, AlertInstance] = {}
+        self.baselines = Baselines()
+
+    # ------------------------------------------------------------------ inputs
+    def evaluate_view(self, result: ViewResult) -> EngineOutput:
+        out = EngineOutput()
+        for rule in self.rules:
+            if rule.signal.source != "window" or rule.signal.family != result.family:
+                continue
+            if rule.baseline_ms is not None and result.view == "1m":
+                self.baselines.record(rule, result, out)
+            if rule.window == result.view:
+                observations = self.observe_view(rule, result)
+                self._step(rule, observations, result.end_ms, out)
+        self._expire(out)
+        return out
+
+    def evaluate_pipeline(self, source: PipelineSource, now_ms: int) -> EngineOutput:
+        out = EngineOutput()
+        for rule in self.rules:
+            if rule.signal.source != "pipeline":
+                continue
+            observations = source.observe(rule, now_ms)
+            if observations is not None:
+                self._step(rule, observations, now_ms, out)
+        self._expire(out)
+        return out
+
+    def observe_view(self, rule: Rule, result: ViewResult) -> list[Observation]:
+        signal = rule.signal
+        span = {"start_ms": result.start_ms, "end_ms": result.end_ms}
+        if not signal.additive:
+            assert signal.value is not None and signal.volume is not None
+            observations = []
+            for row in select_rows(rule, result.rows):
+                value = signal.value(row)
+                if value is not None:
+                    group = tuple(str(row.get(b)) for b in rule.by)
+                    observations.append(Observation(group, value, signal.volume(row), **span))
+            return observations
+        observations = []
+        for group, (num, den) in sum_groups(rule, result.rows).items():
+            if den <= 0:
+                continue
+            value = num / den
+            if rule.baseline_ms is not None:
+                b_num, b_den = self.baselines.level(rule, group, result.start_ms)
+                if b_den < rule.baseline_min_volume or b_den <= 0 or b_num <= 0:
+                    continue  # no trustworthy baseline yet
+                value = 1.0 - value / (b_num / b_den)
+            observations.append(Observation(group, value, den, **span))
+        return observations
+
+    # ------------------------------------------------------------------ state machine
+    def _labels(self, rule: Rule, group: tuple[str, ...]) -> dict[str, str]:
+        labels = {"alertname": rule.alert, "severity": rule.severity, **rule.labels}
+        labels.update(zip(rule.by, group, strict=True))
+        return labels
+
+    def _annotations(
+        self, rule: Rule, obs: Observation, labels: Mapping[str, str]
+    ) -> dict[str, str]:
+        dims = ", ".join(f"{b}={labels[b]}" for b in rule.by) or "all"
+        unit = "ratio" if rule.baseline_ms is not None else rule.signal.unit
+        fields = {
+            "alertname": rule.alert,
+            "severity": rule.severity,
+            "signal": rule.signal.name,
+            "value": format_value(obs.value, unit),
+            "threshold": format_value(rule.threshold, unit),
+            "window": rule.window or "now",
+            "volume": f"{obs.volume:g}",
+            "labels": dims,
+        }
+        annotations = {
+            "summary": rule.summary.format(**fields),
+            "description": rule.description.format(**fields),
+            "value": f"{obs.value:.6g}",
+            "threshold": f"{rule.threshold:g}",
+            "window": rule.window or "",
+        }
+        if rule.runbook_url:
+            annotations["runbook_url"] = rule.runbook_url
+        topic = self.topics.get(rule.signal.family)
+        if topic and obs.start_ms is not None and obs.end_ms is not None:
+            annotations["window_start"] = iso(obs.start_ms)
+            annotations["window_end"] = iso(obs.end_ms)
+            annotations["replay"] = (
+                f"expmon replay --topic {topic} --from {iso(obs.start_ms)} --to {iso(obs.end_ms)}"
+            )
+        return annotations
+
+    def _step(
+        self, rule: Rule, observations: list[Observation], now_ms: int, out: EngineOutput
+    ) -> None:
+        breaching: set[str] = set()
+        for obs in observations:
+            if obs.volume < rule.min_volume or not rule.breached(obs.value):
+                continue
+            labels = self._labels(rule, obs.group)
+            fp = fingerprint(labels)
+            breaching.add(fp)
+            inst = self.instances.get(fp)
+            annotations = self._annotations(rule, obs, labels)
+            if inst is None or inst.state == "resolved":
+                inst = AlertInstance(
+                    fp, rule.alert, rule.severity, labels, annotations, "pending", now_ms,
+                    obs.value, obs.volume,
+                )  # fmt: skip
+                self.instances[fp] = inst
+            else:
+                inst.annotations, inst.value, inst.volume = annotations, obs.value, obs.volume
+                inst.cleared_since_ms = None
+            if inst.state == "pending" and now_ms - inst.active_since_ms >= rule.for_ms:
+                inst.state = "firing"
+                inst.fired_at_ms = now_ms
+                inst.starts_at = self.clock()
+                out.transitions.append(Transition("firing", _copy(inst), rule.id))
+            out.writes[PREFIX + "inst/" + fp] = inst.to_dict()
+        for fp, inst in list(self.instances.items()):
+            if fp in breaching or inst.alert != rule.alert or inst.severity != rule.severity:
+                continue
+            if inst.state == "pending":
+                del self.instances[fp]
+                out.deletes.append(PREFIX + "inst/" + fp)
+            elif inst.state == "firing":
+                if inst.cleared_since_ms is None:
+                    inst.cleared_since_ms = now_ms
+                if now_ms - inst.cleared_since_ms >= rule.keep_firing_for_ms:
+                    inst.state = "resolved"
+                    inst.ends_at = self.clock()
+                    out.transitions.append(Transition("resolved", _copy(inst), rule.id))
+                out.writes[PREFIX + "inst/" + fp] = inst.to_dict()
+
+    def _expire(self, out: EngineOutput) -> None:
+        """Forget resolved instances once sinks have had time to re-deliver the resolve."""
+        horizon = self.clock() - RESOLVED_RETENTION_S
+        for fp, inst in list(self.instances.items()):
+            if inst.state == "resolved" and (inst.ends_at or 0) < horizon:
+                del self.instances[fp]
+                out.deletes.append(PREFIX + "inst/" + fp)
+
+    # ------------------------------------------------------------------ views of state
+    def notifiable(self) -> list[AlertInstance]:
+        """Firing instances and recently resolved ones: what sinks should (re)deliver."""
+        return [_copy(i) for i in self.instances.values() if i.state != "pending"]
+
+    def firing_counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for rule in self.rules:
+            counts.setdefault((rule.alert, rule.severity), 0)
+        for inst in self.instances.values():
+            if inst.state == "firing":
+                key = (inst.alert, inst.severity)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    # ------------------------------------------------------------------ restore
+    def restore(self, items: Iterable[tuple[str, Any]]) -> None:
+        self.instances.clear()
+        self.baselines = Baselines()
+        known = {(r.alert, r.severity) for r in self.rules}
+        for key, value in items:
+            if not key.startswith(PREFIX):
+                continue
+            parts = key[len(PREFIX) :].split("/")
+            if parts[0] == "inst":
+                inst = AlertInstance.from_dict(value)
+                if (inst.alert, inst.severity) in known:
+                    self.instances[inst.fingerprint] = inst
+                else:
+                    log.warning(
+                        "alert %s (%s) has no rule any more: dropped", inst.alert, inst.fingerprint
+                    )
+            elif parts[0] == "base":
+                self.baselines.restore(parts[1], int(parts[2]), value)
+
+
+def _copy(inst: AlertInstance) -> AlertInstance:
+    return AlertInstance.from_dict(
+        {**inst.to_dict(), "labels": dict(inst.labels), "annotations": dict(inst.annotations)}
+    )

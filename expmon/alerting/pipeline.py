@@ -1,0 +1,109 @@
+"""Pipeline signals from worker telemetry, on the wall clock.
+
+Every worker sends, every few seconds and per input topic, a telemetry message: the
+high-water marks of its partitions, its record outcome counts since the last message,
+and (logistics) per-partition tracking counts. The worker that owns the merge stage adds
+them up here, so the answer covers all partitions whichever worker reads them:
+
+- seconds_since_last_event: since any partition of the topic last grew;
+- invalid_ratio: invalid / received over the rule's window;
+- tracking_stale_ratio: stale / tracked in-transit orders, latest per partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from expmon.alerting.engine import Observation
+from expmon.alerting.rules import Rule
+from expmon.settings import parse_duration_seconds
+
+BUCKET_MS = 10_000
+OUTCOMES = ("accepted", "invalid", "late", "duplicate")
+
+
+class PipelineTelemetry:
+    def __init__(self, keep_ms: int = 3_600_000) -> None:
+        self.keep_ms = keep_ms
+        self.highwater: dict[str, dict[int, int]] = {}
+        self.last_growth_ms: dict[str, int] = {}
+        self.outcomes: dict[str, dict[int, dict[str, int]]] = {}  # topic -> bucket -> counts
+        self.tracking: dict[tuple[str, int], dict[str, tuple[int, int]]] = {}
+
+    def add(self, message: Mapping[str, Any], now_ms: int) -> None:
+        topic = str(message["topic"])
+        self.last_growth_ms.setdefault(topic, now_ms)
+        known = self.highwater.setdefault(topic, {})
+        for partition, mark in (message.get("highwater") or {}).items():
+            if mark is None:
+                continue
+            p = int(partition)
+            if p in known and mark > known[p]:
+                self.last_growth_ms[topic] = now_ms
+            known[p] = max(int(mark), known.get(p, 0))
+        counts = {k: int(v) for k, v in (message.get("outcomes") or {}).items() if v}
+        if counts:
+            # Records applied now count as "now": telemetry is about arrival, not event time.
+            self.last_growth_ms[topic] = max(self.last_growth_ms[topic], now_ms)
+            bucket = self.outcomes.setdefault(topic, {}).setdefault(now_ms - now_ms % BUCKET_MS, {})
+            for outcome, n in counts.items():
+                bucket[outcome] = bucket.get(outcome, 0) + n
+        for partition, per_carrier in (message.get("tracking") or {}).items():
+            self.tracking[(topic, int(partition))] = {
+                carrier: (int(pair[0]), int(pair[1])) for carrier, pair in per_carrier.items()
+            }
+        for partition in message.get("revoked") or ():
+            self.tracking.pop((topic, int(partition)), None)
+        self._trim(now_ms)
+
+    def _trim(self, now_ms: int) -> None:
+        oldest = now_ms - self.keep_ms
+        for buckets in self.outcomes.values():
+            for start in [s for s in buckets if s < oldest]:
+                del buckets[start]
+
+    # ------------------------------------------------------------------ signals
+    def observe(self, rule: Rule, now_ms: int) -> list[Observation] | None:
+        name = rule.signal.name
+        if name == "seconds_since_last_event":
+            return self._silence(rule, now_ms)
+        if name == "invalid_ratio":
+            return self._invalid(rule, now_ms)
+        if name == "tracking_stale_ratio":
+            return self._tracking(rule)
+        return None
+
+    def _silence(self, rule: Rule, now_ms: int) -> list[Observation] | None:
+        if not self.last_growth_ms:
+            return None
+        silent = {t: (now_ms - last) / 1000 for t, last in self.last_growth_ms.items()}
+        if not rule.by:  # every topic silent: the quietest gap of all
+            return [Observation((), min(silent.values()), 1)]
+        return [Observation((topic,), s, 1) for topic, s in sorted(silent.items())]
+
+    def _invalid(self, rule: Rule, now_ms: int) -> list[Observation] | None:
+        window_ms = parse_duration_seconds(rule.window or "5m") * 1000
+        low = now_ms - window_ms
+        sums: dict[tuple[str, ...], list[int]] = {}
+        for topic, buckets in self.outcomes.items():
+            group = (topic,) if rule.by else ()
+            pair = sums.setdefault(group, [0, 0])
+            for start, counts in buckets.items():
+                if start + BUCKET_MS > low:
+                    pair[0] += counts.get("invalid", 0)
+                    pair[1] += sum(counts.values())
+        return [Observation(g, inv / total, total) for g, (inv, total) in sums.items() if total]
+
+    def _tracking(self, rule: Rule) -> list[Observation] | None:
+        if not self.tracking:
+            return None
+        sums: dict[tuple[str, ...], list[int]] = {}
+        for per_carrier in self.tracking.values():
+            for carrier, (tracked, stale) in per_carrier.items():
+                if "carrier" in rule.match and rule.match["carrier"] != carrier:
+                    continue
+                pair = sums.setdefault((carrier,) if rule.by else (), [0, 0])
+                pair[0] += stale
+                pair[1] += tracked
+        return [Observation(g, s / n, n) for g, (s, n) in sorted(sums.items()) if n]

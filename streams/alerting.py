@@ -1,0 +1,117 @@
+"""The alert processor: the engine fed by final windows and telemetry, and its sinks.
+
+It runs in whichever worker owns the (single) window-partials partition, beside the merge
+stage, and keeps its state in the merge stage's table: the worker that takes the
+partition over restores the firing alerts and carries on without paging again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from expmon.alerting.engine import AlertEngine, EngineOutput
+from expmon.alerting.pipeline import PipelineTelemetry
+from expmon.alerting.rules import Rule
+from expmon.alerting.sinks import AlertmanagerSink, AlertSink, LogSink, TopicSink
+from expmon.merge import ViewResult
+from streams.state import TableState
+
+if TYPE_CHECKING:
+    from streams.app import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class AlertRunner:
+    def __init__(
+        self, rt: Runtime, rules: Sequence[Rule], sinks: Sequence[AlertSink], state: TableState
+    ) -> None:
+        self.rt = rt
+        topics = {
+            "page_load": rt.settings.topic_page_loads,
+            "checkout": rt.settings.topic_checkout,
+            "logistics": rt.settings.topic_logistics,
+        }
+        self.engine = AlertEngine(rules, topics)
+        self.telemetry = PipelineTelemetry()
+        self.sinks = list(sinks)
+        self.state = state
+        self.owner = False
+        self.lock = asyncio.Lock()
+
+    async def take_ownership(self) -> None:
+        """Restore alert state from the table and hand the active set to the sinks."""
+        if self.owner:
+            return
+        self.engine.restore(self.state.items(lambda key: key.startswith("alerts/")))
+        active = self.engine.notifiable()
+        for sink in self.sinks:
+            await sink.start(active)
+        self.owner = True
+        firing = sum(1 for i in active if i.state == "firing")
+        log.info("alerts: %d rules, %d firing restored", len(self.engine.rules), firing)
+        self.rt.metrics.set_firing(self.engine.firing_counts())
+
+    def revoke(self) -> None:
+        self.owner = False
+        self.telemetry = PipelineTelemetry()
+        for sink in self.sinks:
+            if isinstance(sink, AlertmanagerSink):
+                sink.replace([])  # the new owner re-sends them
+
+    async def on_results(self, results: Sequence[ViewResult]) -> None:
+        async with self.lock:
+            await self.take_ownership()
+            out = EngineOutput()
+            for result in results:
+                out.extend(self.engine.evaluate_view(result))
+            await self._deliver(out)
+
+    def add_telemetry(self, messages: Sequence[dict[str, Any]]) -> None:
+        now_ms = int(time.time() * 1000)
+        for message in messages:
+            self.telemetry.add(message, now_ms)
+
+    async def tick(self) -> None:
+        if not self.owner:
+            return
+        async with self.lock:
+            out = self.engine.evaluate_pipeline(self.telemetry, int(time.time() * 1000))
+            await self._deliver(out)
+
+    async def _deliver(self, out: EngineOutput) -> None:
+        if out.transitions:
+            for sink in self.sinks:
+                await sink.notify(out.transitions)
+            self.rt.metrics.set_firing(self.engine.firing_counts())
+        if out.writes or out.deletes:
+            await self.state.apply(0, out.writes, out.deletes)
+
+
+def build_sinks(rt: Runtime) -> list[AlertSink]:
+    settings = rt.settings
+    count = rt.metrics.count_notifications
+    sinks: list[AlertSink] = [LogSink(count)]
+
+    async def send(key: bytes, value: bytes) -> Any:
+        return await rt.alerts_topic.send(key=key, value=value)
+
+    sinks.append(TopicSink(send, count))
+    if settings.alertmanager_urls:
+        generator = (
+            settings.external_url or f"http://{settings.metrics_host}:{settings.metrics_port}"
+        )
+        sinks.append(
+            AlertmanagerSink(
+                settings.alertmanager_urls,
+                resend_seconds=settings.alert_resend_seconds,
+                expiry_seconds=settings.alert_expiry_seconds,
+                generator_url=generator,
+                count=count,
+            )
+        )
+    return sinks

@@ -1,0 +1,113 @@
+"""Sinks: the Alertmanager sink against a local HTTP receiver that fails, then recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from expmon import codec
+from expmon.alerting.engine import AlertInstance, Transition
+from expmon.alerting.sinks import AlertmanagerSink, LogSink, MemorySink, TopicSink
+
+
+def instance(state: str = "firing", fp: str = "abc") -> AlertInstance:
+    return AlertInstance(
+        fingerprint=fp,
+        alert="PageLoadSlow",
+        severity="warning",
+        labels={"alertname": "PageLoadSlow", "severity": "warning", "page": "/p"},
+        annotations={"summary": "slow"},
+        state=state,  # type: ignore[arg-type]
+        active_since_ms=0,
+        value=4.0,
+        volume=100,
+        starts_at=1000.0,
+        ends_at=2000.0 if state == "resolved" else None,
+    )
+
+
+class Receiver:
+    def __init__(self, fail_first: int) -> None:
+        self.fail_first = fail_first
+        self.posts: list[list[dict[str, Any]]] = []
+        self.failed = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.failed < self.fail_first:
+            self.failed += 1
+            return web.Response(status=503, text="down")
+        self.posts.append(codec.loads(await request.read()))
+        return web.Response(status=200)
+
+
+async def serve(receiver: Receiver) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.add_routes([web.post("/api/v2/alerts", receiver.handle)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def test_alertmanager_sink_retries_resends_and_resolves() -> None:
+    async def scenario() -> tuple[Receiver, list[tuple[str, str, int]]]:
+        receiver = Receiver(fail_first=2)
+        runner, url = await serve(receiver)
+        counts: list[tuple[str, str, int]] = []
+        sink = AlertmanagerSink(
+            [url],
+            resend_seconds=0.3,
+            generator_url="http://w:9477",
+            count=lambda s, o, n: counts.append((s, o, n)),
+            max_backoff_seconds=0.2,
+            clock=lambda: 2100.0,
+        )
+        await sink.start([])
+        started = asyncio.get_running_loop().time()
+        await sink.notify([Transition("firing", instance(), "PageLoadSlow:warning")])
+        # notify returned at once although the receiver is failing
+        assert asyncio.get_running_loop().time() - started < 0.05
+        while len(receiver.posts) < 2:  # first good post, then a periodic re-send
+            await asyncio.sleep(0.05)
+        await sink.notify([Transition("resolved", instance("resolved"), "PageLoadSlow:warning")])
+        while receiver.posts[-1][0]["endsAt"] != "1970-01-01T00:33:20.000Z":
+            await asyncio.sleep(0.05)
+        await sink.stop()
+        await runner.cleanup()
+        return receiver, counts
+
+    receiver, counts = asyncio.run(scenario())
+    first = receiver.posts[0][0]
+    assert first["labels"]["page"] == "/p"
+    assert first["startsAt"] == "1970-01-01T00:16:40.000Z"
+    assert first["generatorURL"] == "http://w:9477/alerts?fingerprint=abc"
+    assert receiver.failed == 2
+    assert ("alertmanager", "failed", 1) in counts and ("alertmanager", "sent", 1) in counts
+
+
+def test_log_memory_and_topic_sinks(caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[tuple[bytes, bytes]] = []
+
+    async def send(key: bytes, value: bytes) -> None:
+        sent.append((key, value))
+
+    async def scenario() -> MemorySink:
+        memory = MemorySink()
+        t = [Transition("firing", instance(), "r")]
+        for sink in (memory, LogSink(), TopicSink(send)):
+            await sink.start([])
+            await sink.notify(t)
+        return memory
+
+    with caplog.at_level(logging.WARNING):
+        memory = asyncio.run(scenario())
+    assert len(memory.transitions) == 1
+    assert "ALERT FIRING PageLoadSlow[warning]{page=/p}: slow" in caplog.text
+    assert sent[0][0] == b"abc"
+    assert codec.loads(sent[0][1])["state"] == "firing"
