@@ -50,6 +50,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from expmon import codec
+from expmon.bench_alerts import measure_alert_latency
 from expmon.bench_baseline import aiokafka_kwargs, parse_vm_hwm_kb, read_vm_hwm_kb
 from expmon.errors import ExpmonError
 from expmon.kafka_local import KAFKA_VERSION, LocalKafka, free_port
@@ -418,6 +419,16 @@ def render(console: Console, report: dict[str, Any], results: Sequence[ScenarioR
             f"(tracemalloc over the stages, in-process; process RSS {memory['rss_mb']} MB)",
             highlight=False,
         )
+    latency = report.get("alert_latency")
+    if latency:
+        stream, prom = latency["in_stream"], latency["prometheus_twin"]
+        console.print(
+            f"alert latency, revealing event -> Alertmanager: in-stream p50 {stream['p50_ms']} ms, "
+            f"p99 {stream['p99_ms']} ms (n={stream['n']}); Prometheus twin (scrape and "
+            f"evaluation every {latency['prometheus_scrape_and_evaluation_interval']}) p50 "
+            f"{prom['p50_ms']} ms, p99 {prom['p99_ms']} ms (n={prom['n']})",
+            highlight=False,
+        )
     console.print(f"total bench time {report['total_seconds']:.0f} s", highlight=False)
 
 
@@ -658,8 +669,12 @@ def run_bench(
     measure_s: float = DEFAULT_MEASURE_SECONDS,
     scenarios: Sequence[str] = SCENARIOS,
     keep_topics: bool = False,
+    throughput: bool = True,
+    alert_latency: bool = True,
+    latency_samples: int = 20,
 ) -> int:
-    """Run every scenario on both datasets, print the table; 0 if all succeeded, else 1."""
+    """Run every scenario on both datasets and the alert latency, print the tables;
+    0 if all succeeded, else 1."""
     if events < batch_size:
         raise BenchError(f"--events must be at least {batch_size}")
     began = time.monotonic()
@@ -672,7 +687,11 @@ def run_bench(
     settings = Settings.from_env(kafka_bootstrap=bootstrap, log_level=log_level)
     run_id = f"{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
     results: list[ScenarioResult] = []
+    latency: dict[str, Any] | None = None
+    latency_error: str | None = None
     stderr = Console(stderr=True)
+    if not throughput:
+        scenarios = ()
     try:
         with (
             tempfile.TemporaryDirectory(prefix="expmon-bench-") as tmp,
@@ -689,15 +708,19 @@ def run_bench(
                 settings, Path(tmp), run_id, progress, timeout_s, measure_s,
                 log_level="WARNING" if log_level == "INFO" else log_level,
             )  # fmt: skip
-            datasets = _prepare(
-                settings,
-                events=events,
-                batch_events=batch_events,
-                batch_size=batch_size,
-                partitions=partitions,
-                seed=seed,
-                run_id=run_id,
-                progress=progress,
+            datasets = (
+                ()
+                if not scenarios
+                else _prepare(
+                    settings,
+                    events=events,
+                    batch_events=batch_events,
+                    batch_size=batch_size,
+                    partitions=partitions,
+                    seed=seed,
+                    run_id=run_id,
+                    progress=progress,
+                )
             )
             for scenario in scenarios:
                 for dataset in datasets:
@@ -719,6 +742,15 @@ def run_bench(
                         "%s / %s: %s events/s", scenario, dataset.name,
                         _fmt(result.events_per_s, ",.0f"),
                     )  # fmt: skip
+            if alert_latency:
+                log.info("alert latency: in-stream engine vs Prometheus twin (a few minutes)")
+                try:
+                    latency = measure_alert_latency(
+                        settings, Path(tmp), samples=latency_samples
+                    ).to_dict()
+                except (ExpmonError, OSError) as exc:
+                    log.error("alert latency failed: %s", exc)
+                    latency_error = str(exc)
     finally:
         if kafka is not None:
             kafka.stop()
@@ -738,13 +770,15 @@ def run_bench(
         "total_seconds": round(time.monotonic() - began, 1),
         "results": [r.to_dict() for r in results],
         "state_memory": state_memory,
+        "alert_latency": latency,
     }
     console = Console(width=None if sys.stdout.isatty() else 140)
     render(console, report, results)
     if output:
         Path(output).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         log.info("results written to %s", output)
-    return 1 if any(r.error is not None for r in results) else 0
+    failed = any(r.error is not None for r in results) or latency_error is not None
+    return 1 if failed else 0
 
 
 def _prepare(

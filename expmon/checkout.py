@@ -56,7 +56,7 @@ conversion, payment), then group, then funnel position.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -155,6 +155,7 @@ class CheckoutStage(CounterStage):
                 reason = self._label(self.reasons, event["failure_reason"])
                 acc.add(FAILURES)
                 acc.add(REASON_PREFIX + reason)
+                acc.sample(event["event_id"])
                 failures = self.payment_failures_total
                 failures[reason] = failures.get(reason, 0) + 1
 
@@ -340,6 +341,7 @@ def payment_row(
     end_ms: int,
     group: tuple[str, str, str],
     counts: Mapping[str, int],
+    samples: Sequence[str] = (),
 ) -> dict[str, Any]:
     provider, method, user_type = group
     attempts = counts.get(ATTEMPTS, 0)
@@ -361,6 +363,7 @@ def payment_row(
         "failures": failures,
         "failure_ratio": ratio(failures, attempts),
         "failures_by_reason": by_reason,
+        "sample_event_ids": list(samples),
     }
 
 
@@ -376,7 +379,7 @@ def summarize_rows(
     per (provider, method, "all"); sorted by `row_sort_key`."""
     rows: list[dict[str, Any]] = []
     funnel_all: dict[str, int] | None = None
-    payment_all: dict[tuple[str, str, str], dict[str, int]] = {}
+    payment_all: dict[tuple[str, str, str], CounterAccumulator] = {}
     for key, acc in accumulators.items():
         counts: dict[str, int] = acc.counts
         if key[0] == FUNNEL_SPACE:
@@ -387,12 +390,13 @@ def summarize_rows(
             _add_into(funnel_all, counts)
         elif key[0] == PAYMENT_SPACE:
             _, provider, method, user_type = key
-            rows.append(payment_row(view, start_ms, end_ms, (provider, method, user_type), counts))
-            _add_into(payment_all.setdefault((provider, method, ALL), {}), counts)
+            group = (provider, method, user_type)
+            rows.append(payment_row(view, start_ms, end_ms, group, counts, acc.samples))
+            payment_all.setdefault((provider, method, ALL), CounterAccumulator()).merge(acc)
     if funnel_all is not None:
         rows.extend(funnel_rows(view, start_ms, end_ms, (ALL, ALL, ALL), funnel_all))
-    for group, counts in payment_all.items():
-        rows.append(payment_row(view, start_ms, end_ms, group, counts))
+    for group, total in payment_all.items():
+        rows.append(payment_row(view, start_ms, end_ms, group, total.counts, total.samples))
     rows.sort(key=row_sort_key)
     return rows
 

@@ -15,6 +15,8 @@ from expmon.settings import Settings
 
 log = logging.getLogger("expmon")
 
+DEMO_INCIDENTS = ("slow_pages@30s+240s:region=eu-west", "payment_outage@60s+240s:provider=adyen")
+
 EPILOG = """\
 Every flag has an EXPMON_* environment variable (EXPMON_KAFKA_BOOTSTRAP,
 EXPMON_METRICS_PORT, EXPMON_ALLOWED_LATENESS_SECONDS, ...); flags win.
@@ -104,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rate=args.rate,
         duration_s=args.duration,
         metrics_port=args.metrics_port,
-        incident=args.incident,
+        incident=args.incident or list(DEMO_INCIDENTS),
     )
 
 
@@ -150,6 +152,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         events=args.events,
         batch_events=args.batch_events,
         output=args.output,
+        throughput=not args.only_alert_latency,
+        alert_latency=not args.skip_alert_latency,
     )
 
 
@@ -275,8 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument(
         "--incident",
-        default="slow_pages@30s+240s:region=eu-west",
-        help="incident to inject (default slow_pages@30s+240s:region=eu-west)",
+        action="append",
+        metavar="KIND@START+DURATION[:k=v,...]",
+        help="incident to inject (repeatable; default: slow_pages@30s+240s:region=eu-west and "
+        "payment_outage@60s+240s:provider=adyen)",
     )
 
     r = verb(
@@ -305,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         cmd_bench,
         "Measure events/s of the page-load pipeline beside a bare aiokafka+orjson consumer, "
-        "and RSS.",
+        "RSS, state memory, and alert latency to Alertmanager (in-stream vs Prometheus twin).",
         "expmon bench --events 300000",
     )
     b.add_argument(
@@ -318,6 +324,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="events in batch records of 100 (default 1000000)",
     )
     b.add_argument("--output", metavar="FILE", help="also write the results as JSON here")
+    only = b.add_mutually_exclusive_group()
+    only.add_argument(
+        "--only-alert-latency",
+        action="store_true",
+        help="skip the throughput scenarios; time alerts to Alertmanager only",
+    )
+    only.add_argument(
+        "--skip-alert-latency",
+        action="store_true",
+        help="throughput and memory only (no Alertmanager/Prometheus needed)",
+    )
     return parser
 
 

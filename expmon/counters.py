@@ -8,14 +8,37 @@ from typing import Any
 from expmon.ingest import WindowedStage
 from expmon.labels import LabelLimiter
 
+MAX_SAMPLES = 3
+SAMPLES_KEY = "~ids"
+
+
+def keep_samples(kept: list[str], new: list[str] | tuple[str, ...]) -> list[str]:
+    """The MAX_SAMPLES smallest ids of both: the same whatever the order of adds and
+    merges, so N workers, restarts and replays pick the same evidence."""
+    if not new:
+        return kept
+    return sorted(set(kept).union(new))[:MAX_SAMPLES]
+
 
 class CounterAccumulator:
-    """Named integer counts; merging adds them. Ratios are computed at summary time."""
+    """Named integer counts; merging adds them. Ratios are computed at summary time.
 
-    __slots__ = ("counts",)
+    `samples` keeps a few event ids of what the window is about (failed payments), the
+    evidence an alert carries (see `keep_samples`); equality compares the counts only.
+    """
 
-    def __init__(self, counts: dict[str, int] | None = None) -> None:
+    __slots__ = ("counts", "samples")
+
+    def __init__(
+        self, counts: dict[str, int] | None = None, samples: list[str] | None = None
+    ) -> None:
         self.counts: dict[str, int] = counts if counts is not None else {}
+        self.samples: list[str] = samples if samples is not None else []
+
+    def sample(self, event_id: str) -> None:
+        samples = self.samples
+        if len(samples) < MAX_SAMPLES or event_id < samples[-1]:
+            self.samples = keep_samples(samples, (event_id,))
 
     def add(self, name: str, n: int = 1) -> None:
         counts = self.counts
@@ -28,13 +51,19 @@ class CounterAccumulator:
         counts = self.counts
         for name, n in other.counts.items():
             counts[name] = counts.get(name, 0) + n
+        self.samples = keep_samples(self.samples, other.samples)
 
-    def to_dict(self) -> dict[str, int]:
-        return dict(sorted(self.counts.items()))
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(sorted(self.counts.items()))
+        if self.samples:
+            data[SAMPLES_KEY] = list(self.samples)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CounterAccumulator:
-        return cls({str(k): int(v) for k, v in data.items()})
+        samples = [str(s) for s in data.get(SAMPLES_KEY, ())]
+        counts = {str(k): int(v) for k, v in data.items() if k != SAMPLES_KEY}
+        return cls(counts, samples)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CounterAccumulator) and self.counts == other.counts

@@ -17,8 +17,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group
@@ -26,6 +27,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from expmon import codec
 from expmon.errors import ExpmonError
 from expmon.kafka_local import LocalKafka
 from expmon.settings import Settings, default_cache_dir
@@ -56,6 +58,14 @@ class Snapshot:
     events: dict[str, float]
     rows: list[WindowRow]
     watermark_lag: float | None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fetch_alerts(port: int) -> list[dict[str, Any]]:
+    """The alert instances the worker's engine holds (pending, firing, recently resolved)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/alerts", timeout=3) as resp:
+        alerts: list[dict[str, Any]] = codec.loads(resp.read())["alerts"]
+    return alerts
 
 
 def scrape(port: int) -> Snapshot:
@@ -138,7 +148,31 @@ def render(snapshot: Snapshot | None, started: float, incident: str) -> Group | 
                 "(waiting for the first window to close: window end + 30 s lateness)", *[""] * 8
             )
         tables.append(table)
-    return Group(header, *tables)
+    return Group(header, alerts_table(snapshot.alerts), *tables)
+
+
+def alerts_table(alerts: list[dict[str, Any]]) -> Table:
+    table = Table(title="alerts (in-stream engine; also sent to Alertmanager when configured)")
+    for column in ("state", "alert", "severity", "where", "summary"):
+        table.add_column(column, no_wrap=column != "summary")
+    order = {"firing": 0, "pending": 1, "resolved": 2}
+    for alert in sorted(alerts, key=lambda a: (order.get(a["state"], 3), a["alert"])):
+        labels = alert["labels"]
+        where = ", ".join(
+            f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity")
+        )
+        style = {"firing": "bold red", "pending": "yellow"}.get(alert["state"])
+        table.add_row(
+            alert["state"],
+            alert["alert"],
+            alert["severity"],
+            where,
+            alert["annotations"].get("summary", ""),
+            style=style,
+        )
+    if not table.rows:
+        table.add_row("(none yet)", "", "", "", "")
+    return table
 
 
 @contextlib.contextmanager
@@ -179,8 +213,14 @@ def wait_ready(
     raise ExpmonError(f"worker not ready after {timeout:.0f}s; see {log_path}")
 
 
-def report_incident(snapshot: Snapshot, seen: set[tuple[str, str, str]]) -> None:
-    """Log each slow (page, device, region) once: the demo's evidence outside the live view."""
+def report_incident(snapshot: Snapshot, seen: set[tuple[str, ...]]) -> None:
+    """Log each slow (page, device, region) and each alert state change once: the demo's
+    evidence outside the live view."""
+    for alert in snapshot.alerts:
+        key = ("alert", alert["fingerprint"], alert["state"])
+        if alert["state"] != "pending" and key not in seen:
+            seen.add(key)
+            log.warning("alert %s: %s", alert["state"], alert["annotations"].get("summary", ""))
     for r in worst_rows(snapshot, "1m", limit=100):
         key = (r.page, r.device, r.region)
         if r.p95 > SLOW_SECONDS and key not in seen:
@@ -204,7 +244,7 @@ def run_demo(
     rate: float,
     duration_s: float | None,
     metrics_port: int,
-    incident: str,
+    incident: list[str],
 ) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="expmon-demo-"))
     kafka: LocalKafka | None = None
@@ -243,13 +283,13 @@ def run_demo(
                 str(rate),
                 "--duration",
                 str(duration_s or 86_400),
-                "--incident",
-                incident,
                 "--batch-size",
                 "1",
             ]
+            for spec in incident:
+                simulate += ["--incident", spec]
             with child(simulate, env, sim_log) as simulator:
-                watch(metrics_port, incident, duration_s, worker, simulator)
+                watch(metrics_port, " ; ".join(incident), duration_s, worker, simulator)
         log.info("stopped worker and simulator")
         return 0
     finally:
@@ -267,7 +307,7 @@ def watch(
 ) -> None:
     started = time.monotonic()
     console = Console()
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, ...]] = set()
     snapshot: Snapshot | None = None
     try:
         with Live(
@@ -279,6 +319,7 @@ def watch(
                         raise ExpmonError(f"{name} exited with code {proc.returncode}")
                 with contextlib.suppress(OSError):
                     snapshot = scrape(port)
+                    snapshot.alerts = fetch_alerts(port)
                     report_incident(snapshot, seen)
                 live.update(render(snapshot, started, incident))
                 time.sleep(REFRESH_SECONDS)

@@ -6,6 +6,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
+from expmon.counters import MAX_SAMPLES, keep_samples
 from expmon.entities import DUE, Entity
 from expmon.ingest import WindowedStage
 from expmon.labels import LabelLimiter
@@ -25,6 +26,7 @@ class PageLoadAccumulator:
     __slots__ = (
         "bounces",
         "count",
+        "samples",
         "satisfied",
         "sessions",
         "sketch",
@@ -42,12 +44,16 @@ class PageLoadAccumulator:
         self.tolerating = 0
         self.sum_ms = 0.0
         self.sketch = DDSketch()
+        self.samples: list[str] = []  # a few slow loads' event ids (keep_samples): evidence
 
-    def add(self, load_ms: float, slow_ms: float, apdex_t_ms: float) -> None:
+    def add(self, load_ms: float, slow_ms: float, apdex_t_ms: float, event_id: str = "") -> None:
         self.count += 1
         self.sum_ms += load_ms
         if load_ms > slow_ms:
             self.slow += 1
+            samples = self.samples
+            if event_id and (len(samples) < MAX_SAMPLES or event_id < samples[-1]):
+                self.samples = keep_samples(samples, (event_id,))
         if load_ms <= apdex_t_ms:
             self.satisfied += 1
         elif load_ms <= 4 * apdex_t_ms:
@@ -63,9 +69,10 @@ class PageLoadAccumulator:
         self.tolerating += other.tolerating
         self.sum_ms += other.sum_ms
         self.sketch.merge(other.sketch)
+        self.samples = keep_samples(self.samples, other.samples)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "n": self.count,
             "slow": self.slow,
             "sat": self.satisfied,
@@ -75,6 +82,9 @@ class PageLoadAccumulator:
             "ses": self.sessions,
             "bnc": self.bounces,
         }
+        if self.samples:
+            data["ids"] = list(self.samples)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PageLoadAccumulator:
@@ -87,6 +97,7 @@ class PageLoadAccumulator:
         acc.sketch = DDSketch.from_dict(data["sk"])
         acc.sessions = int(data.get("ses", 0))
         acc.bounces = int(data.get("bnc", 0))
+        acc.samples = [str(s) for s in data.get("ids", ())]
         return acc
 
     def copy(self) -> PageLoadAccumulator:
@@ -116,6 +127,7 @@ class PageLoadSummary:
     sessions: int
     bounces: int
     bounce_ratio: float | None
+    sample_event_ids: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -146,6 +158,7 @@ def summarize(
         sessions=acc.sessions,
         bounces=acc.bounces,
         bounce_ratio=acc.bounces / acc.sessions if acc.sessions else None,
+        sample_event_ids=list(acc.samples),
     )
 
 
@@ -243,7 +256,9 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         device: str = event["device"]
         load_ms = float(event["load_ms"])
         key = (page, device, self.regions(event["region"]))
-        windows.accumulator(event_ms, key).add(load_ms, self.slow_ms, self.apdex_t_ms)
+        windows.accumulator(event_ms, key).add(
+            load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
+        )
         self.histogram.observe(page, device, load_ms)
         self._track_session(windows, event["session_id"], event_ms, key)
 

@@ -184,6 +184,12 @@ def _merge(windows: Mapping[int, Mapping[str, int]], indexes: Iterable[int]) -> 
     return dict(merged)
 
 
+def figures_only(row: dict[str, Any]) -> dict[str, Any]:
+    """Truth is about figures: the stage's sample event ids (evidence) are not compared."""
+    row.pop("sample_event_ids", None)
+    return row
+
+
 def checkout_truth(
     events: Iterable[Mapping[str, Any]],
     window_ms: int = 60_000,
@@ -223,14 +229,16 @@ def checkout_truth(
                     view_rows.extend(funnel_rows(view, start_ms, end_ms, (a, b, user_type), merged))
                     _add_into(funnel_all[end], merged)
                 else:
-                    view_rows.append(payment_row(view, start_ms, end_ms, (a, b, user_type), merged))
+                    row = payment_row(view, start_ms, end_ms, (a, b, user_type), merged)
+                    view_rows.append(figures_only(row))
                     _add_into(payment_all[(end, a, b)], merged)
         for end, totals in funnel_all.items():
             start_ms, end_ms = (end - k) * window_ms, end * window_ms
             view_rows.extend(funnel_rows(view, start_ms, end_ms, (ALL, ALL, ALL), totals))
         for (end, provider, method), totals in payment_all.items():
             start_ms, end_ms = (end - k) * window_ms, end * window_ms
-            view_rows.append(payment_row(view, start_ms, end_ms, (provider, method, ALL), totals))
+            row = payment_row(view, start_ms, end_ms, (provider, method, ALL), totals)
+            view_rows.append(figures_only(row))
         for row in view_rows:
             row["_order"] = view_order
         rows.extend(view_rows)

@@ -41,6 +41,17 @@ class Observation:
     volume: float
     start_ms: int | None = None  # the window read, for the replay hint
     end_ms: int | None = None
+    samples: tuple[str, ...] = ()  # a few event ids behind the value
+
+
+def row_samples(rows: Iterable[Row], limit: int = 3) -> tuple[str, ...]:
+    found: list[str] = []
+    for row in rows:
+        for event_id in row.get("sample_event_ids") or ():
+            if len(found) == limit:
+                return tuple(found)
+            found.append(str(event_id))
+    return tuple(found)
 
 
 @dataclass
@@ -124,6 +135,13 @@ def sum_groups(rule: Rule, rows: Iterable[Row]) -> dict[tuple[str, ...], tuple[f
         n, d = sums.get(group, (0.0, 0.0))
         sums[group] = (n + num(row), d + den(row))
     return sums
+
+
+def group_rows(rule: Rule, rows: Iterable[Row]) -> dict[tuple[str, ...], list[Row]]:
+    grouped: dict[tuple[str, ...], list[Row]] = {}
+    for row in select_rows(rule, rows):
+        grouped.setdefault(tuple(str(row.get(b)) for b in rule.by), []).append(row)
+    return grouped
 
 
 class Baselines:
@@ -214,9 +232,13 @@ class AlertEngine:
                 value = signal.value(row)
                 if value is not None:
                     group = tuple(str(row.get(b)) for b in rule.by)
-                    observations.append(Observation(group, value, signal.volume(row), **span))
+                    samples = row_samples([row])
+                    observations.append(
+                        Observation(group, value, signal.volume(row), **span, samples=samples)
+                    )
             return observations
         observations = []
+        rows_by_group = group_rows(rule, result.rows)
         for group, (num, den) in sum_groups(rule, result.rows).items():
             if den <= 0:
                 continue
@@ -226,7 +248,8 @@ class AlertEngine:
                 if b_den < rule.baseline_min_volume or b_den <= 0 or b_num <= 0:
                     continue  # no trustworthy baseline yet
                 value = 1.0 - value / (b_num / b_den)
-            observations.append(Observation(group, value, den, **span))
+            samples = row_samples(rows_by_group.get(group, ()))
+            observations.append(Observation(group, value, den, **span, samples=samples))
         return observations
 
     # ------------------------------------------------------------------ state machine
@@ -259,6 +282,8 @@ class AlertEngine:
         }
         if rule.runbook_url:
             annotations["runbook_url"] = rule.runbook_url
+        if obs.samples:
+            annotations["sample_event_ids"] = ", ".join(obs.samples)
         topic = self.topics.get(rule.signal.family)
         if topic and obs.start_ms is not None and obs.end_ms is not None:
             annotations["window_start"] = iso(obs.start_ms)

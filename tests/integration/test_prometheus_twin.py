@@ -10,7 +10,7 @@ import yaml
 
 from expmon.alerting.promrules import export
 from expmon.alerting.rules import load_rules
-from tests.integration.prometheus import tool
+from expmon.localprocs import binary
 
 PL = 'region="all",window="5m"'
 PAY = 'user_type="all",window="5m"'
@@ -132,7 +132,7 @@ def promtool_tests(rules_file: str, expected: Any) -> dict[str, Any]:
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [tool("promtool"), *args], check=False, capture_output=True, text=True, cwd=cwd
+        [binary("promtool"), *args], check=False, capture_output=True, text=True, cwd=cwd
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from expmon import codec
+from expmon.localprocs import free_port
 from expmon.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -121,7 +114,12 @@ def read_topic(settings: Settings, topic: str, timeout_ms: int = 3000) -> list[A
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
         records: list[Any] = []
+        # Bounded: offsets past the last record (compaction, control records) must not hang.
+        deadline = time.monotonic() + timeout_ms / 1000 * 10
         while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                stuck = {tp.partition: (consumer.position(tp), end[tp]) for tp in tps}
+                raise AssertionError(f"reading {topic} stalled at (position, end) {stuck}")
             for batch in consumer.poll(timeout_ms=1000).values():
                 records.extend(batch)
         return sorted(records, key=lambda r: (r.partition, r.offset))

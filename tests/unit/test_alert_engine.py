@@ -217,7 +217,8 @@ def test_restart_keeps_firing_without_new_transition_and_still_resolves() -> Non
 def test_fingerprint_and_annotations() -> None:
     engine = AlertEngine(SLOW, topics={"page_load": "page-loads"}, clock=Clock())
     for i in range(1, 4):
-        out = engine.evaluate_view(view(T0 + i * MIN, [page_row(4.2)]))
+        row = {**page_row(4.2), "sample_event_ids": ["e1", "e2"]}
+        out = engine.evaluate_view(view(T0 + i * MIN, [row]))
     (t,) = out.transitions
     inst = t.instance
     assert inst.labels == {
@@ -229,6 +230,7 @@ def test_fingerprint_and_annotations() -> None:
     assert len(inst.fingerprint) == 16
     assert inst.annotations["replay"].startswith("expmon replay --topic page-loads --from ")
     assert "4.20 s" in inst.annotations["summary"] and "3.00 s" in inst.annotations["summary"]
+    assert inst.annotations["sample_event_ids"] == "e1, e2"
 
 
 PIPE = rules_of(
@@ -269,3 +271,25 @@ def test_pipeline_rules_from_telemetry() -> None:
     # the invalid burst leaves the 1-minute window
     out = engine.evaluate_pipeline(tel, now + 75_000)
     assert ("Invalid", "resolved") in [(t.instance.alert, t.state) for t in out.transitions]
+
+
+def test_counter_and_page_load_samples_merge_bounded() -> None:
+    from expmon.counters import CounterAccumulator
+    from expmon.pageload import PageLoadAccumulator
+
+    a, b = CounterAccumulator(), CounterAccumulator()
+    for i in range(2):
+        a.sample(f"a{i}")
+        b.sample(f"b{i}")
+    a.merge(b)
+    assert a.samples == ["a0", "a1", "b0"]
+    b.merge(CounterAccumulator(samples=["a1", "a0"]))
+    assert b.samples == ["a0", "a1", "b0"], "merge order does not matter"
+    again = CounterAccumulator.from_dict(a.to_dict())
+    assert again.samples == a.samples and again.counts == a.counts
+    loads = PageLoadAccumulator()
+    for event_id in ("slow-4", "slow-2", "slow-3", "slow-1"):
+        loads.add(5000, 3000, 2500, event_id)
+    loads.add(100, 3000, 2500, "fast-0")
+    assert loads.samples == ["slow-1", "slow-2", "slow-3"]
+    assert PageLoadAccumulator.from_dict(loads.to_dict()).samples == loads.samples

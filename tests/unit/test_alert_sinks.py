@@ -111,3 +111,21 @@ def test_log_memory_and_topic_sinks(caplog: pytest.LogCaptureFixture) -> None:
     assert "ALERT FIRING PageLoadSlow[warning]{page=/p}: slow" in caplog.text
     assert sent[0][0] == b"abc"
     assert codec.loads(sent[0][1])["state"] == "firing"
+
+
+def test_each_alertmanager_gets_every_alert_even_if_another_is_down() -> None:
+    async def scenario() -> tuple[Receiver, Receiver]:
+        up, down = Receiver(fail_first=0), Receiver(fail_first=10**6)
+        (up_runner, up_url), (down_runner, down_url) = await serve(up), await serve(down)
+        sink = AlertmanagerSink([down_url, up_url], resend_seconds=5, max_backoff_seconds=0.2)
+        await sink.start([instance()])  # restored at start: sent without a new transition
+        while not up.posts:
+            await asyncio.sleep(0.02)
+        await sink.stop()
+        await up_runner.cleanup()
+        await down_runner.cleanup()
+        return up, down
+
+    up, down = asyncio.run(scenario())
+    assert [a["labels"]["page"] for a in up.posts[0]] == ["/p"]
+    assert down.failed >= 1 and not down.posts

@@ -202,3 +202,22 @@ def test_machine_info() -> None:
     assert info["cores"] == os.cpu_count()
     assert info["kafka"] == "4.1.1"
     assert info["python"].count(".") == 2
+
+
+def test_latency_summary_percentiles() -> None:
+    from expmon.bench_alerts import LatencyReport
+
+    values = [float(v) for v in range(1, 101)]  # 1..100 ms
+    summary = LatencyReport.summary(values)
+    assert summary == {"n": 100, "p50_ms": 50.5, "p99_ms": 99.0, "max_ms": 100.0}
+    assert LatencyReport.summary([]) == {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+
+
+def test_latency_rules_keep_only_page_load_slow_on_the_1m_view() -> None:
+    from expmon.alerting.rules import default_rules_text, parse_rules
+    from expmon.bench_alerts import _rules_text
+
+    rules = parse_rules([("d", default_rules_text()), ("bench", _rules_text())])
+    assert [(r.alert, r.severity, r.window, r.for_ms) for r in rules] == [
+        ("PageLoadSlow", "warning", "1m", 0)
+    ]

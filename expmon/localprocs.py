@@ -1,0 +1,174 @@
+"""Local Alertmanager and Prometheus processes (Debian's packages) for tests and `bench`.
+
+Each runs on a free loopback port with its own config and data directory, and says why
+when it cannot start (missing binary, early exit with its log tail).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from expmon.errors import ExpmonError
+
+
+class LocalProcessError(ExpmonError):
+    """A local Alertmanager or Prometheus could not be found or started."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def binary(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise LocalProcessError(
+        f"{names[0]} is not installed: run `make install` (Debian packages prometheus, "
+        "prometheus-alertmanager)"
+    )
+
+
+class _Local:
+    name = ""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30.0) -> Any:
+        with (self.workdir / f"{self.name}.log").open("ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise LocalProcessError(f"{self.name} exited:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise LocalProcessError(f"{self.name} not ready in {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.workdir / f"{self.name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def get_json(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=5) as resp:
+            return json.loads(resp.read())
+
+
+class LocalAlertmanager(_Local):
+    """Alertmanager with each alert in its own group and no repeats for hours, so each
+    notification a webhook receives is a page (or a resolve) of its own."""
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path, webhook_url: str | None = None) -> None:
+        super().__init__(workdir)
+        receiver = "  - name: hook\n"
+        if webhook_url:
+            receiver += (
+                f"    webhook_configs:\n      - url: {webhook_url}\n        send_resolved: true\n"
+            )
+        self.config = workdir / "alertmanager.yml"
+        self.config.write_text(
+            "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 1s\n"
+            "  group_interval: 1s\n  repeat_interval: 4h\nreceivers:\n" + receiver
+        )
+
+    def command(self) -> list[str]:
+        return [
+            binary("prometheus-alertmanager", "alertmanager"),
+            f"--config.file={self.config}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+        ]
+
+    def alerts(self, matcher: str | None = None) -> list[dict[str, Any]]:
+        """Active alerts from Alertmanager's own API, optionally filtered (`run="x"`)."""
+        params = {"filter": matcher} if matcher else {}
+        alerts: list[dict[str, Any]] = self.get_json("/api/v2/alerts", **params)
+        return alerts
+
+
+class LocalPrometheus(_Local):
+    name = "prometheus"
+
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        *,
+        interval: str = "1s",
+        alertmanager_url: str | None = None,
+        external_labels: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(workdir)
+        config: dict[str, Any] = {
+            "global": {
+                "scrape_interval": interval,
+                "evaluation_interval": interval,
+                "external_labels": external_labels or {},
+            },
+            "rule_files": [str(p) for p in rule_files],
+            "scrape_configs": [{"job_name": "expmon", "static_configs": [{"targets": targets}]}],
+        }
+        if alertmanager_url:
+            host = alertmanager_url.split("://", 1)[-1].rstrip("/")
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [host]}]}]}
+        self.config = workdir / "prometheus.yml"
+        self.config.write_text(json.dumps(config))
+
+    def command(self) -> list[str]:
+        return [
+            binary("prometheus"),
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+
+    def api(self, path: str, **params: str) -> Any:
+        body = self.get_json(f"/api/v1/{path}", **params)
+        if body.get("status") != "success":
+            raise LocalProcessError(f"prometheus {path}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.api("query", query=expr)["result"]
+        return result
