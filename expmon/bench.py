@@ -408,9 +408,10 @@ def render(console: Console, report: dict[str, Any], results: Sequence[ScenarioR
         table.add_column(name, justify="right" if 2 <= i <= 5 else "left")
     for row in table_rows(results):
         table.add_row(*row)
-    console.print(table)
-    for note in report["notes"]:
-        console.print(f"- {note}", highlight=False)
+    if results:
+        console.print(table)
+        for note in report["notes"]:
+            console.print(f"- {note}", highlight=False)
     memory = report.get("state_memory")
     if memory:
         console.print(

@@ -15,7 +15,7 @@ from expmon.settings import Settings
 
 log = logging.getLogger("expmon")
 
-DEMO_INCIDENTS = ("slow_pages@30s+240s:region=eu-west", "payment_outage@60s+240s:provider=adyen")
+DEMO_INCIDENTS = ("slow_pages@30s+240s:region=eu-west", "payment_outage@30s+240s:provider=adyen")
 
 EPILOG = """\
 Every flag has an EXPMON_* environment variable (EXPMON_KAFKA_BOOTSTRAP,
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KIND@START+DURATION[:k=v,...]",
         help="incident to inject (repeatable; default: slow_pages@30s+240s:region=eu-west and "
-        "payment_outage@60s+240s:provider=adyen)",
+        "payment_outage@30s+240s:provider=adyen)",
     )
 
     r = verb(

@@ -36,6 +36,13 @@ from expmon.topics import default_topic_specs, ensure_topics
 log = logging.getLogger(__name__)
 
 SLOW_SECONDS = 3.0
+# Demo traffic is a few hundred events/s: far fewer payments per provider and method than
+# a shop's. An operator's override (no code) lowers the volume the payment rule needs.
+DEMO_RULES = """\
+rules:
+  - alert: PaymentFailureRateHigh
+    min_volume: 40
+"""
 REFRESH_SECONDS = 2.0
 
 
@@ -261,6 +268,8 @@ def run_demo(
             state_dir=workdir / "state",
             log_level=log_level,
         )
+        rules_path = workdir / "demo-rules.yml"
+        rules_path.write_text(DEMO_RULES)
         for report in ensure_topics(settings, default_topic_specs(settings)):
             log.info("topic %s: %s", report.name, report.status)
         env = {
@@ -269,6 +278,7 @@ def run_demo(
             "EXPMON_APP_ID": "expmon-demo",
             "EXPMON_METRICS_PORT": str(metrics_port),
             "EXPMON_STATE_DIR": str(workdir / "state"),
+            "EXPMON_RULES_FILES": codec.dumps([str(rules_path)]).decode(),
         }
         cli = [sys.executable, "-m", "expmon.cli", "--log-level", log_level]
         worker_log, sim_log = workdir / "worker.log", workdir / "simulate.log"

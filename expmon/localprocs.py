@@ -85,8 +85,8 @@ class _Local:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def get_json(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
+    def get_json(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+        query = urllib.parse.urlencode(params or [])
         with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=5) as resp:
             return json.loads(resp.read())
 
@@ -119,10 +119,10 @@ class LocalAlertmanager(_Local):
             "--cluster.listen-address=",
         ]
 
-    def alerts(self, matcher: str | None = None) -> list[dict[str, Any]]:
-        """Active alerts from Alertmanager's own API, optionally filtered (`run="x"`)."""
-        params = {"filter": matcher} if matcher else {}
-        alerts: list[dict[str, Any]] = self.get_json("/api/v2/alerts", **params)
+    def alerts(self, *matchers: str) -> list[dict[str, Any]]:
+        """Active alerts from Alertmanager's own API, filtered by matchers (`run="x"`)."""
+        params = [("filter", m) for m in matchers]
+        alerts: list[dict[str, Any]] = self.get_json("/api/v2/alerts", params)
         return alerts
 
 
@@ -164,7 +164,7 @@ class LocalPrometheus(_Local):
         ]
 
     def api(self, path: str, **params: str) -> Any:
-        body = self.get_json(f"/api/v1/{path}", **params)
+        body = self.get_json(f"/api/v1/{path}", list(params.items()))
         if body.get("status") != "success":
             raise LocalProcessError(f"prometheus {path}: {body}")
         return body["data"]
