@@ -59,6 +59,8 @@ class AlertRunner:
     def revoke(self) -> None:
         self.owner = False
         self.telemetry = PipelineTelemetry()
+        # like the merge stage: the next owner (maybe us again) restores from the changelog
+        self.state.forget(lambda key: key.startswith("alerts/"))
         for sink in self.sinks:
             if isinstance(sink, AlertmanagerSink):
                 sink.replace([])  # the new owner re-sends them
