@@ -60,10 +60,10 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-from expmon.counters import CounterAccumulator, CounterStage, ratio
+from expmon.counters import CounterAccumulator, CounterStage, new_counter_merger, ratio
 from expmon.entities import Entity, fire_after
 from expmon.labels import OTHER, LabelLimiter
-from expmon.merge import WindowMerger, view_windows
+from expmon.merge import WindowMerger
 from expmon.settings import Settings
 from expmon.windows import Key, PartitionWindows
 from schemas.events import CHECKOUT_STEPS, Event, EventFamily
@@ -402,12 +402,4 @@ def summarize_rows(
 
 
 def new_checkout_merger(settings: Settings) -> WindowMerger[CounterAccumulator]:
-    views = view_windows(settings.window_seconds, settings.rolling_views)
-    return WindowMerger(
-        str(EventFamily.CHECKOUT),
-        settings.window_ms,
-        views,
-        CounterAccumulator,
-        CounterAccumulator.from_dict,
-        summarize_rows,
-    )
+    return new_counter_merger(str(EventFamily.CHECKOUT), settings, summarize_rows)

@@ -7,6 +7,8 @@ from typing import Any
 
 from expmon.ingest import WindowedStage
 from expmon.labels import LabelLimiter
+from expmon.merge import Summarizer, WindowMerger, view_windows
+from expmon.settings import Settings
 
 MAX_SAMPLES = 3
 SAMPLES_KEY = "~ids"
@@ -88,3 +90,17 @@ class CounterStage(WindowedStage[CounterAccumulator]):
     def _label(self, limiter: LabelLimiter, value: str) -> str:
         # Interned: one string per label value, not one per waiting event or entity.
         return sys.intern(limiter(value))
+
+
+def new_counter_merger(
+    family: str, settings: Settings, summarize: Summarizer
+) -> WindowMerger[CounterAccumulator]:
+    """The merge stage of a family whose windows are named counts (checkout, logistics)."""
+    return WindowMerger(
+        family,
+        settings.window_ms,
+        view_windows(settings.window_seconds, settings.rolling_views),
+        CounterAccumulator,
+        CounterAccumulator.from_dict,
+        summarize,
+    )

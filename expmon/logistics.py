@@ -46,10 +46,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from expmon.counters import CounterAccumulator, CounterStage, ratio
+from expmon.counters import CounterAccumulator, CounterStage, new_counter_merger, ratio
 from expmon.entities import Entity, fire_after
 from expmon.labels import LabelLimiter
-from expmon.merge import WindowMerger, view_windows
+from expmon.merge import WindowMerger
 from expmon.settings import Settings
 from expmon.windows import Key, PartitionWindows
 from schemas.events import LOGISTICS_STATUSES, Event, EventFamily
@@ -419,12 +419,4 @@ def summarize_rows(
 
 
 def new_logistics_merger(settings: Settings) -> WindowMerger[CounterAccumulator]:
-    views = view_windows(settings.window_seconds, settings.rolling_views)
-    return WindowMerger(
-        str(EventFamily.LOGISTICS),
-        settings.window_ms,
-        views,
-        CounterAccumulator,
-        CounterAccumulator.from_dict,
-        summarize_rows,
-    )
+    return new_counter_merger(str(EventFamily.LOGISTICS), settings, summarize_rows)
