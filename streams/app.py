@@ -159,12 +159,12 @@ async def _tick(rt: Runtime) -> None:
     now = time.time()
     for runner in rt.stage_runners:
         topic = runner.stage.topic
-        lags = _partition_lags(app, runner, assignment) if settled else {}
-        assigned = {tp.partition for tp in assignment if tp.topic == topic} if settled else None
-        backlogged = frozenset(p for p, lag in lags.items() if lag > 0)
         highwater = {
             tp.partition: app.consumer.highwater(tp) for tp in assignment if tp.topic == topic
         }
+        lags = _partition_lags(runner, highwater) if settled else {}
+        assigned = set(highwater) if settled else None
+        backlogged = frozenset(p for p, lag in lags.items() if lag > 0)
         await runner.tick(assigned, backlogged, highwater if settled else None)
         watermarks = [w for w in runner.stage.watermarks().values() if w is not None]
         if watermarks:
@@ -184,19 +184,16 @@ async def _tick_alerts(rt: Runtime, assignment: set[Any] | None) -> None:
         await runner.tick()
 
 
-def _partition_lags(app: Any, runner: StageRunner, assignment: set[Any]) -> dict[int, int]:
+def _partition_lags(runner: StageRunner, highwater: dict[int, int | None]) -> dict[int, int]:
     """Records on the broker past what the stage applied, per assigned partition.
 
     A partition whose high-water mark is not known yet counts as backlogged (1).
     """
     lags: dict[int, int] = {}
-    for tp in assignment:
-        if tp.topic != runner.stage.topic:
-            continue
-        highwater = app.consumer.highwater(tp)
-        windows = runner.stage.partitions.get(tp.partition)
+    for partition, mark in highwater.items():
+        windows = runner.stage.partitions.get(partition)
         applied = windows.offset if windows is not None else -1
-        lags[tp.partition] = 1 if highwater is None else max(0, highwater - applied - 1)
+        lags[partition] = 1 if mark is None else max(0, mark - applied - 1)
     return lags
 
 
