@@ -106,6 +106,9 @@ class PipelineSource(Protocol):
     def observe(self, rule: Rule, now_ms: int) -> list[Observation] | None:
         """Observations for a pipeline rule, or None when nothing is known to judge by."""
 
+    def can_clear(self, rule: Rule, now_ms: int) -> bool:
+        """False while the observations cover too little to resolve an alert."""
+
 
 def fingerprint(labels: Mapping[str, str]) -> str:
     text = "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(labels.items()))
@@ -218,7 +221,7 @@ class AlertEngine:
                 continue
             observations = source.observe(rule, now_ms)
             if observations is not None:
-                self._step(rule, observations, now_ms, out)
+                self._step(rule, observations, now_ms, out, source.can_clear(rule, now_ms))
         self._expire(out)
         return out
 
@@ -294,7 +297,12 @@ class AlertEngine:
         return annotations
 
     def _step(
-        self, rule: Rule, observations: list[Observation], now_ms: int, out: EngineOutput
+        self,
+        rule: Rule,
+        observations: list[Observation],
+        now_ms: int,
+        out: EngineOutput,
+        can_clear: bool = True,
     ) -> None:
         breaching: set[str] = set()
         for obs in observations:
@@ -322,6 +330,8 @@ class AlertEngine:
             out.writes[PREFIX + "inst/" + fp] = inst.to_dict()
         for fp, inst in list(self.instances.items()):
             if fp in breaching or inst.alert != rule.alert or inst.severity != rule.severity:
+                continue
+            if not can_clear:
                 continue
             if inst.state == "pending":
                 del self.instances[fp]

@@ -30,8 +30,11 @@ class PipelineTelemetry:
         self.last_growth_ms: dict[str, int] = {}
         self.outcomes: dict[str, dict[int, dict[str, int]]] = {}  # topic -> bucket -> counts
         self.tracking: dict[tuple[str, int], dict[str, tuple[int, int]]] = {}
+        self.started_ms: int | None = None  # first telemetry seen by this owner
 
     def add(self, message: Mapping[str, Any], now_ms: int) -> None:
+        if self.started_ms is None:
+            self.started_ms = now_ms
         topic = str(message["topic"])
         self.last_growth_ms.setdefault(topic, now_ms)
         known = self.highwater.setdefault(topic, {})
@@ -64,6 +67,15 @@ class PipelineTelemetry:
                 del buckets[start]
 
     # ------------------------------------------------------------------ signals
+    def can_clear(self, rule: Rule, now_ms: int) -> bool:
+        """Whether the rule's window is fully observed. A new owner (after a restart or a
+        rebalance) starts with empty counts: until its window is covered they may raise
+        an alert but not resolve one it took over, or it would resolve and page again."""
+        if rule.signal.name != "invalid_ratio":
+            return True
+        window_ms = parse_duration_seconds(rule.window or "5m") * 1000
+        return self.started_ms is not None and now_ms - self.started_ms >= window_ms
+
     def observe(self, rule: Rule, now_ms: int) -> list[Observation] | None:
         name = rule.signal.name
         if name == "seconds_since_last_event":

@@ -293,3 +293,28 @@ def test_counter_and_page_load_samples_merge_bounded() -> None:
     loads.add(100, 3000, 2500, "fast-0")
     assert loads.samples == ["slow-1", "slow-2", "slow-3"]
     assert PageLoadAccumulator.from_dict(loads.to_dict()).samples == loads.samples
+
+
+def test_new_telemetry_owner_does_not_resolve_a_restored_alert_before_its_window() -> None:
+    clock = Clock()
+    engine = AlertEngine(PIPE, clock=clock)
+    tel = PipelineTelemetry()
+    state: dict[str, Any] = {}
+    bad = {"topic": "a", "outcomes": {"accepted": 900, "invalid": 100}}
+    state.update(engine.evaluate_pipeline(_fed(tel, bad, T0), T0).writes)
+    assert [i.alert for i in engine.instances.values() if i.state == "firing"] == ["Invalid"]
+
+    restarted = AlertEngine(PIPE, clock=clock)  # a new owner: empty telemetry
+    restarted.restore(state.items())
+    fresh = PipelineTelemetry()
+    good = {"topic": "a", "outcomes": {"accepted": 1000}}
+    out = restarted.evaluate_pipeline(_fed(fresh, good, T0 + 5_000), T0 + 5_000)
+    assert ("Invalid", "resolved") not in [(t.instance.alert, t.state) for t in out.transitions]
+    later = T0 + 5_000 + MIN  # the rule's 1m window is now covered by clean telemetry
+    out = restarted.evaluate_pipeline(_fed(fresh, good, later), later)
+    assert ("Invalid", "resolved") in [(t.instance.alert, t.state) for t in out.transitions]
+
+
+def _fed(tel: PipelineTelemetry, message: dict[str, Any], now_ms: int) -> PipelineTelemetry:
+    tel.add(message, now_ms)
+    return tel
