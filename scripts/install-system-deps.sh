@@ -28,6 +28,8 @@ need_command promtool prometheus
 if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertmanager >/dev/null 2>&1; then
     need_package prometheus-alertmanager
 fi
+# amtool (same package) checks deploy/alertmanager/alertmanager.yml in the unit tests.
+need_command amtool prometheus-alertmanager
 # Debian's python3 ships without ensurepip; `python3 -m venv` then fails half-way.
 PYTHON="${PYTHON:-python3}"
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
