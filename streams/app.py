@@ -10,6 +10,8 @@ from typing import Any
 
 import faust
 from aiohttp import web
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from expmon import codec
@@ -80,10 +82,41 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+class KeepQueuedOnResume(FlowControlEvent):
+    """faust's flow control, except that resuming a flow that is already running drops
+    nothing.
+
+    Every assignment resumes flow twice: once to read the changelogs, and again at the
+    end of recovery, after the input partitions were resumed and seeked to the committed
+    offsets. The stock `resume()` clears every stream queue each time, so the second one
+    throws away records the consumer fetched after that seek: its position is already
+    past them and nothing fetches them again. The worker silently skipped those offsets
+    (events missing after a restart or a rebalance, and the commit stuck below them).
+
+    Clearing is only right when flow comes back from a suspension, which faust does on
+    revocation (where it also clears the queues itself). Records fetched before the seek
+    may now arrive twice: the stages skip applied offsets and the merge overwrites by key
+    (pipeline telemetry may count a repeat, as after any redelivery).
+    """
+
+    def resume(self) -> None:
+        if self.is_active():
+            return
+        super().resume()
+
+
+class ExpmonApp(faust.App):
+    """faust.App with `KeepQueuedOnResume` as its flow control."""
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return KeepQueuedOnResume(loop=self.loop)
+
+
 def new_faust_app(settings: Settings) -> Any:
     datadir = settings.state_dir / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return ExpmonApp(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
