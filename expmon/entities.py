@@ -50,6 +50,7 @@ class EntityTable:
         self._deltas_since_snapshot = 0
         self._live_keys: list[str] = []
         self._pending_deletes: list[str] = []
+        self._orphans: list[str] = []  # a cut-short checkpoint's records (see Checkpoint)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -208,7 +209,8 @@ class EntityTable:
             self._deltas_since_snapshot += 1
         # New records must not reuse a number a cut-short checkpoint left on the log.
         self._seq = max([newest, base, *deltas], default=0)
-        self._pending_deletes = stale + orphans
+        self._pending_deletes = stale
+        self._orphans = orphans
         for entity_id, entity in self.items.items():
             if entity.get(DUE) is not None:
                 self._move(entity_id, None, entity[DUE] // TIMER_BUCKET_MS)
@@ -218,9 +220,15 @@ class EntityTable:
         return self._seq
 
     def take_pending_deletes(self) -> list[str]:
-        """Records a restore found superseded (an interrupted snapshot's leftovers)."""
+        """Records a restore found superseded (older snapshots, deltas before the base)."""
         deletes, self._pending_deletes = self._pending_deletes, []
         return deletes
+
+    def take_orphans(self) -> list[str]:
+        """Records past the meta's sequence a restore found: `Checkpoint.purges`, which go
+        before the next meta, as that meta's sequence will be higher than theirs."""
+        orphans, self._orphans = self._orphans, []
+        return orphans
 
 
 # A timer only has to fire before the window of its exact time closes (window ends are

@@ -305,7 +305,7 @@ class WindowedStage(ABC, Generic[A]):
                 }
             )
         table = self.entities[partition]
-        checkpoint = Checkpoint(deletes=table.take_pending_deletes())
+        checkpoint = Checkpoint(deletes=table.take_pending_deletes(), purges=table.take_orphans())
         table.checkpoint(checkpoint)
         windows.checkpoint(into=checkpoint, entity_seq=table.seq)  # its meta: the last write
         if checkpoint:

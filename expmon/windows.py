@@ -61,13 +61,21 @@ class ClosedWindow(Generic[A]):
 
 @dataclass
 class Checkpoint:
-    """What changed in a partition's state since the last checkpoint, as table writes."""
+    """What changed in a partition's state since the last checkpoint, as table writes.
+
+    Applied in this order: `purges` (and wait until they are durable), `writes` (the meta
+    last), `deletes`. `purges` are the leftovers of a checkpoint a crash cut short: their
+    versions are past the stored meta's, and the next meta's version is higher still, so
+    they must be gone from the log before that meta lands; as ordinary deletes after it, a
+    crash in between would make a later restore take them for valid state.
+    """
 
     writes: dict[str, Any] = field(default_factory=dict)
     deletes: list[str] = field(default_factory=list)
+    purges: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.writes or self.deletes)
+        return bool(self.writes or self.deletes or self.purges)
 
 
 class PartitionWindows(Generic[A]):
@@ -99,6 +107,7 @@ class PartitionWindows(Generic[A]):
         self._id_chunks: dict[int, list[str]] = {}
         self._part_version: dict[tuple[int, int], int] = {}
         self._pending_deletes: list[str] = []
+        self._orphans: list[str] = []  # a cut-short checkpoint's records (see Checkpoint)
         self._meta_dirty = False
 
     # ------------------------------------------------------------------ per event
@@ -204,7 +213,8 @@ class PartitionWindows(Generic[A]):
     # A checkpoint is several changelog records; a crash can cut it anywhere. Every
     # record carries the checkpoint's version, the meta (applied offset, version) is
     # written last and deletes go after it, so on restore whatever is newer than the
-    # meta's version is ignored: a checkpoint counts whole or not at all.
+    # meta's version is ignored: a checkpoint counts whole or not at all. Those ignored
+    # records are purged before the next checkpoint's writes (see `Checkpoint`).
 
     def _meta_key(self) -> str:
         return f"meta/{self.partition}"
@@ -258,8 +268,10 @@ class PartitionWindows(Generic[A]):
                 "entity_seq": entity_seq,
             }
             self._meta_dirty = False
+        cp.purges.extend(self._orphans)
         cp.deletes.extend(self._pending_deletes)
         cp.deletes.extend(superseded)
+        self._orphans = []
         self._pending_deletes = []
         return cp
 
@@ -292,7 +304,7 @@ class PartitionWindows(Generic[A]):
                     continue
                 newest = max(newest, version)
                 if version > limit:  # written by a checkpoint the crash cut short
-                    self._pending_deletes.append(key)
+                    self._orphans.append(key)
                 elif kind == "ids":
                     self.ids.setdefault(start, set()).update(value)
                     self._id_chunks.setdefault(start, []).append(key)

@@ -39,12 +39,26 @@ class TableState:
         )
 
     async def apply(
-        self, partition: int, writes: dict[str, Any], deletes: list[str] | None = None
+        self,
+        partition: int,
+        writes: dict[str, Any],
+        deletes: list[str] | None = None,
+        purges: list[str] | None = None,
     ) -> int:
-        """Write in order (a checkpoint's meta last), then delete; return when durable.
+        """Purge (durably), write in order (a checkpoint's meta last), then delete; return
+        when durable.
 
         A crash in between leaves superseded records, which restore ignores, never a hole.
+        Purged records must not outlive the meta that follows them (see `Checkpoint`), so
+        the writes wait until the broker has their tombstones.
         """
+        purged = []
+        for key in purges or ():
+            raw_key = key.encode()
+            if self._store.pop(raw_key, None) is not None:
+                purged.append(await self._publish(partition, raw_key, None))
+        if purged:
+            await asyncio.gather(*purged)
         pending = []
         for key, value in writes.items():
             raw_key, raw_value = key.encode(), codec.dumps(value)
@@ -56,10 +70,10 @@ class TableState:
                 pending.append(await self._publish(partition, raw_key, None))
         if pending:
             await asyncio.gather(*pending)
-        return len(pending)
+        return len(purged) + len(pending)
 
     async def apply_checkpoint(self, partition: int, checkpoint: Checkpoint) -> int:
-        return await self.apply(partition, checkpoint.writes, checkpoint.deletes)
+        return await self.apply(partition, checkpoint.writes, checkpoint.deletes, checkpoint.purges)
 
     def items(
         self, belongs: Callable[[str], bool] = lambda _key: True

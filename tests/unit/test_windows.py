@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from expmon.windows import PartitionWindows
+from expmon.windows import Checkpoint, PartitionWindows
 
 
 class Count:
@@ -141,5 +141,46 @@ def test_a_checkpoint_cut_short_by_a_crash_counts_not_at_all() -> None:
     assert not restored.is_duplicate(f"e{T0 + 2000}", T0 + 2000)
     # its leftovers go, and new versions do not reuse their numbers
     cp = restored.checkpoint()
-    assert set(cp.deletes) >= {k for k in second.writes if not k.startswith("meta/")}
+    assert set(cp.purges) == {k for k in second.writes if not k.startswith("meta/")}
+    assert not set(cp.deletes) & set(cp.purges)
     assert not set(cp.writes) & set(second.writes) - {"meta/0"}
+
+
+def apply(store: dict[str, Any], cp: Checkpoint, crash_before_deletes: bool = False) -> None:
+    """A checkpoint in the order TableState applies it: purges, writes, deletes."""
+    for key in cp.purges:
+        store.pop(key, None)
+    store.update(cp.writes)
+    if not crash_before_deletes:
+        for key in cp.deletes:
+            store.pop(key, None)
+
+
+def counts(pw: PartitionWindows[Count]) -> dict[int, int]:
+    return {s: sum(a.n for a in w.values()) for s, w in pw.windows.items()}
+
+
+def test_leftovers_of_a_cut_short_checkpoint_do_not_survive_a_second_crash() -> None:
+    pw = make()
+    feed(pw, [T0, T0 + 1000])
+    store: dict[str, Any] = {}
+    apply(store, pw.checkpoint())
+    # checkpoint 2 (another window, new ids) is cut short before its meta
+    feed(pw, [T0 + 2000, T0 + W + 1000])
+    pw.applied(5)
+    cut = pw.checkpoint()
+    store.update({k: v for k, v in cut.writes.items() if not k.startswith("meta/")})
+    restored = make()
+    restored.restore(store.items())
+    # the restart re-reads other records; its first checkpoint lands, its deletes do not
+    feed(restored, [T0 + 3000])
+    restored.applied(5)
+    apply(store, restored.checkpoint(), crash_before_deletes=True)
+
+    again = make()
+    again.restore(store.items())
+    # the new meta's version is above the leftovers': only the purge keeps them out
+    assert counts(again) == counts(restored) == {T0: 3}
+    assert not again.is_duplicate(f"e{T0 + 2000}", T0 + 2000)
+    assert not again.is_duplicate(f"e{T0 + W + 1000}", T0 + W + 1000)
+    assert again.is_duplicate(f"e{T0 + 3000}", T0 + 3000)
