@@ -64,7 +64,9 @@ log = logging.getLogger(__name__)
 BARE = "bare aiokafka+orjson"
 PIPELINE = "expmon pipeline"
 FAUST = "plain faust agent"
-SCENARIOS = (BARE, PIPELINE, FAUST)
+REPLAY_KAFKA = "expmon replay (Kafka)"
+REPLAY_FILE = "expmon replay (file)"
+SCENARIOS = (BARE, PIPELINE, FAUST, REPLAY_KAFKA, REPLAY_FILE)
 
 SINGLE = "single"
 BATCH = "batch100"
@@ -443,6 +445,9 @@ NOTES = (
     "expmon pipeline and plain faust agent: expmon_events_total polled from /metrics every "
     "0.1 s until the first event and near the end, every 1 s in between (a worker scrape "
     "costs its event loop tens of ms)",
+    "expmon replay: the whole topic through the same stages, mergers and rules in one "
+    "process, state in memory; timed by itself from start to report (Kafka: including the "
+    "offset look-up and consumer start), the file a recording made beforehand, untimed",
     "plain faust agent: stream.events(), one event at a time: RecordDecoder + "
     "PageLoadStage.process([record]) per record (so the stage's checkpoint is computed per "
     "record); it does not publish partials, dead letters or state (the pipeline does)",
@@ -636,6 +641,49 @@ class Runner:
         ]  # fmt: skip
         return self.watched(FAUST, dataset, cmd, env, port)
 
+    def replay(self, dataset: Dataset, from_file: bool) -> ScenarioResult:
+        """`expmon replay` of the whole topic, from Kafka or from a recording of it."""
+        scenario = REPLAY_FILE if from_file else REPLAY_KAFKA
+        result = ScenarioResult(scenario, dataset.name, dataset.events_per_record)
+        env = self.env(EXPMON_TOPIC_PAGE_LOADS=dataset.topic)
+        base = [sys.executable, "-m", "expmon.cli", "--log-level", self.log_level]
+        source = ["--topic", dataset.topic]
+        logfile = self.workdir / f"replay-{dataset.name}.log"
+        if from_file:
+            recording = self.workdir / f"{dataset.name}.ndjson"
+            if not recording.exists():  # untimed: the recording is the input, not the work
+                self._run([*base, "record", "dump", *source, "-o", str(recording),
+                           "--no-progress"], env, logfile)  # fmt: skip
+            source = ["--file", str(recording)]
+        stats = self.workdir / f"replay-{dataset.name}-stats.json"
+        task = self.progress.add_task(f"{scenario} / {dataset.name}", total=None)
+        try:
+            self._run(
+                [*base, "replay", *source, "--no-progress", "--stats", str(stats),
+                 "--report", str(self.workdir / f"replay-{dataset.name}.json")],
+                env, logfile,
+            )  # fmt: skip
+        finally:
+            self.progress.remove_task(task)
+        data = orjson.loads(stats.read_bytes())
+        result.measured_events = float(data["events"])
+        result.seconds = float(data["seconds"])
+        if data.get("peak_rss_kb"):
+            result.peak_rss_mb = data["peak_rss_kb"] / 1024
+        return result
+
+    def _run(self, cmd: list[str], env: dict[str, str], logfile: Path) -> None:
+        try:
+            with logfile.open("ab") as out:
+                done = subprocess.run(
+                    cmd, stdout=subprocess.DEVNULL, stderr=out, env=env,
+                    timeout=self.timeout_s, check=False,
+                )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"did not finish within {self.timeout_s:.0f} s") from None
+        if done.returncode != 0:
+            raise BenchError(f"exited with {done.returncode}\n{_tail(logfile)}")
+
 
 def _delete_topics(settings: Settings, run_id: str) -> None:
     """Best effort: drop every topic this run created on a broker that outlives it."""
@@ -731,6 +779,8 @@ def run_bench(
                             result = runner.bare(dataset, partitions)
                         elif scenario == PIPELINE:
                             result = runner.pipeline(dataset)
+                        elif scenario in (REPLAY_KAFKA, REPLAY_FILE):
+                            result = runner.replay(dataset, from_file=scenario == REPLAY_FILE)
                         else:
                             result = runner.faust(dataset, partitions)
                     except (BenchError, OSError, ValueError, KeyError) as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from expmon import __version__
-from expmon.errors import ExpmonError
+from expmon.errors import ConfigError, ExpmonError
 from expmon.settings import Settings
 
 log = logging.getLogger("expmon")
@@ -143,9 +143,13 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from expmon.bench import run_bench
+BENCH_SCENARIOS = ("bare", "pipeline", "faust", "replay-kafka", "replay-file")
 
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from expmon.bench import SCENARIOS, run_bench
+
+    chosen = args.scenario or list(BENCH_SCENARIOS)
     return run_bench(
         bootstrap=args.bootstrap,
         log_level=args.log_level,
@@ -154,7 +158,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
         output=args.output,
         throughput=not args.only_alert_latency,
         alert_latency=not args.skip_alert_latency,
+        scenarios=[s for name, s in zip(BENCH_SCENARIOS, SCENARIOS, strict=True) if name in chosen],
     )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from expmon.replay_run import ReplayOptions, parse_speed, run_replay
+
+    try:
+        speed = parse_speed(args.speed)
+    except ValueError as exc:
+        raise ConfigError(f"--speed {args.speed!r}: use max, 1x, 10x, ... ({exc})") from exc
+    if args.file is not None and (args.start != "earliest" or args.end != "latest"):
+        raise ConfigError("--from/--to select a range on Kafka; a --file is replayed whole")
+    # Replay never pages: Alertmanager URLs of the environment are ignored on purpose.
+    settings = _settings(args, rules_files=tuple(args.live_rules) if args.live_rules else None)
+    options = ReplayOptions(
+        topics=tuple(args.topic or ()),
+        start=args.start,
+        end=args.end,
+        file=args.file,
+        candidate_rules=tuple(args.rules or ()),
+        speed=speed,
+        report=args.report,
+        markdown=args.markdown,
+        into=args.into,
+        alerts_into=args.alerts_into,
+        metrics_port=args.metrics_port,
+        progress=not args.no_progress,
+        stats=args.stats,
+    )
+    return run_replay(settings, options)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from expmon.replay_run import run_record_dump, run_record_load
+
+    settings = _settings(args)
+    if args.action == "dump":
+        if args.output is None:
+            raise ConfigError("record dump needs -o FILE (.ndjson, or .ndjson.gz to compress)")
+        return run_record_dump(
+            settings, tuple(args.topic or ()), args.start, args.end, args.output,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    if args.input is None:
+        raise ConfigError("record load needs -i FILE (a recording made by record dump)")
+    return run_record_load(settings, args.input, args.into, progress=not args.no_progress)
 
 
 # ---------------------------------------------------------------- parser
@@ -324,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="events in batch records of 100 (default 1000000)",
     )
     b.add_argument("--output", metavar="FILE", help="also write the results as JSON here")
+    b.add_argument(
+        "--scenario",
+        action="append",
+        choices=BENCH_SCENARIOS,
+        help="run only these throughput scenarios (repeatable; default: all)",
+    )
     only = b.add_mutually_exclusive_group()
     only.add_argument(
         "--only-alert-latency",
@@ -335,11 +391,134 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="throughput and memory only (no Alertmanager/Prometheus needed)",
     )
+
+    from expmon.kafka_range import POINT_HELP
+
+    rp = verb(
+        "replay",
+        cmd_replay,
+        "Re-run a past range of topics (from Kafka or a recording) through the same "
+        "processors and alert rules as live, isolated from live state, metrics and "
+        "Alertmanager; write a report of closed windows and alert timelines.",
+        "expmon replay --topic page-loads --from 2026-11-23T10:00:00Z --to 2026-11-23T11:00:00Z"
+        " --markdown report.md\n  expmon replay --file incident.ndjson.gz --rules candidate.yml"
+        "\n  expmon replay --from -2h --speed 10x --metrics-port 9478",
+    )
+    rp.add_argument(
+        "--topic",
+        action="append",
+        metavar="TOPIC",
+        help="input topic to replay (repeatable; default: the three input topics, or every "
+        "topic of --file)",
+    )
+    rp.add_argument("--from", dest="start", default="earliest", metavar="POINT",
+                    help=f"start of the range (default earliest): {POINT_HELP}")  # fmt: skip
+    rp.add_argument("--to", dest="end", default="latest", metavar="POINT",
+                    help="end of the range, exclusive (default latest: the end of the log "
+                    "when the replay starts)")  # fmt: skip
+    rp.add_argument("--file", type=Path, metavar="FILE",
+                    help="replay a recording (expmon record dump) instead of Kafka")  # fmt: skip
+    rp.add_argument(
+        "--rules",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="what-if: candidate rule file applied on top of the rules in force (repeatable); "
+        "the report shows its alerts beside theirs",
+    )
+    rp.add_argument(
+        "--live-rules",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="the rule files in force live (default: EXPMON_RULES_FILES)",
+    )
+    rp.add_argument("--speed", default="max",
+                    help="max (default) or a multiple of real time such as 1x or 10x, paced "
+                    "by the records' timestamps")  # fmt: skip
+    rp.add_argument("--report", type=Path, default=Path("replay-report.json"), metavar="FILE",
+                    help="JSON report (default replay-report.json); byte-identical for the "
+                    "same input")  # fmt: skip
+    rp.add_argument("--markdown", type=Path, metavar="FILE", help="also write a Markdown report")
+    rp.add_argument("--into", metavar="TOPIC",
+                    help="re-publish every closed window view into TOPIC (as the worker's "
+                    "windows topic)")  # fmt: skip
+    rp.add_argument("--alerts-into", metavar="TOPIC",
+                    help="publish the alert transitions into TOPIC (default: report only; a "
+                    "replay never notifies Alertmanager)")  # fmt: skip
+    rp.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the replay's own metrics here while it runs (default: none)",
+    )
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rp.add_argument(
+        "--stats",
+        type=Path,
+        metavar="FILE",
+        help="write records, events, seconds and peak RSS as JSON here",
+    )
+
+    rc = verb(
+        "record",
+        cmd_record,
+        "Dump a range of topics to an NDJSON recording (gzip for .gz), keeping each record's "
+        "topic, partition, offset, timestamp, key and headers; or load one back into Kafka.",
+        "expmon record dump --topic page-loads --from -2h -o incident.ndjson.gz\n"
+        "  expmon record load -i incident.ndjson.gz --into page-loads-copy",
+    )
+    rc.add_argument("action", choices=["dump", "load"],
+                    help="dump: Kafka range to file; load: file to Kafka")  # fmt: skip
+    rc.add_argument(
+        "--topic",
+        action="append",
+        metavar="TOPIC",
+        help="dump: topic (repeatable; default: the three input topics)",
+    )
+    rc.add_argument(
+        "--from",
+        dest="start",
+        default="earliest",
+        metavar="POINT",
+        help=f"dump: start (default earliest): {POINT_HELP}",
+    )
+    rc.add_argument(
+        "--to",
+        dest="end",
+        default="latest",
+        metavar="POINT",
+        help="dump: end, exclusive (default latest)",
+    )
+    rc.add_argument("-o", "--output", type=Path, metavar="FILE", help="dump: recording to write")
+    rc.add_argument("-i", "--input", type=Path, metavar="FILE", help="load: recording to read")
+    rc.add_argument(
+        "--into", metavar="TOPIC", help="load: write into this topic instead of the recorded one"
+    )
+    rc.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
+def _relative_points(argv: Sequence[str]) -> list[str]:
+    """`--from -2h` as `--from=-2h`: argparse would take `-2h` for an option."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--from", "--to"):
+            value = next(args, None)
+            if value is not None and value[:1] == "-" and value[1:2].isdigit():
+                out.append(f"{arg}={value}")
+                continue
+            out.append(arg)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_relative_points(sys.argv[1:] if argv is None else argv))
     configure_logging(args.log_level)
     try:
         return int(args.func(args))

@@ -146,6 +146,12 @@ class EntityTable:
         if self._deltas_since_snapshot >= SNAPSHOT_EVERY:
             self._snapshot(into)
 
+    def discard_changes(self) -> None:
+        """Forget change tracking (state that is never checkpointed must not grow with it)."""
+        self._dirty.clear()
+        self._pending_deletes = []
+        self._orphans = []
+
     def _snapshot(self, into: Checkpoint) -> None:
         self._seq += 1
         ids = sorted(self.items)

@@ -95,6 +95,8 @@ class WindowedStage(ABC, Generic[A]):
         self.topic = topic
         self.source_partitions = source_partitions
         self.live = live
+        # False for a replay: state lives in memory only, so no checkpoints are built.
+        self.persist = True
         self.decoder = RecordDecoder(
             self.family,
             max_record_bytes=settings.max_record_bytes,
@@ -273,19 +275,28 @@ class WindowedStage(ABC, Generic[A]):
                 self._close_and_checkpoint(partition, out)
         return out
 
-    def finish(self) -> StageOutput:
-        """End of a bounded range (replay): close every window."""
+    def finish(self, through_ms: int | None = None) -> StageOutput:
+        """End of a bounded range (replay): close every window.
+
+        With `through_ms`, every partition (an empty one too) moves to that one final
+        watermark, so the timers that fire do not depend on how events were partitioned.
+        """
         out = StageOutput()
+        for partition in range(self.source_partitions):
+            self.partition(partition)  # an empty partition must report progress as well
         for partition, windows in sorted(self.partitions.items()):
-            if windows.max_event_ms is not None:
-                end = (
-                    windows.max_event_ms
-                    - windows.max_event_ms % windows.window_ms
-                    + windows.window_ms
-                )
-                windows.advance_watermark(end)
+            if through_ms is not None:
+                windows.advance_watermark(through_ms)
+            elif windows.max_event_ms is not None:
+                last = windows.max_event_ms
+                windows.advance_watermark(last - last % windows.window_ms + windows.window_ms)
             self._close_and_checkpoint(partition, out)
         return out
+
+    def max_event_ms(self) -> int | None:
+        """Largest event time seen in any partition."""
+        seen = [w.max_event_ms for w in self.partitions.values() if w.max_event_ms is not None]
+        return max(seen) if seen else None
 
     def _close_and_checkpoint(self, partition: int, out: StageOutput) -> None:
         windows = self.partitions[partition]
@@ -305,6 +316,10 @@ class WindowedStage(ABC, Generic[A]):
                 }
             )
         table = self.entities[partition]
+        if not self.persist:
+            table.discard_changes()
+            windows.discard_changes()
+            return
         checkpoint = Checkpoint(deletes=table.take_pending_deletes(), purges=table.take_orphans())
         table.checkpoint(checkpoint)
         windows.checkpoint(into=checkpoint, entity_seq=table.seq)  # its meta: the last write

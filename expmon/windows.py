@@ -275,6 +275,14 @@ class PartitionWindows(Generic[A]):
         self._pending_deletes = []
         return cp
 
+    def discard_changes(self) -> None:
+        """Forget change tracking (state that is never checkpointed must not grow with it)."""
+        self._dirty = {}
+        self._new_ids = {}
+        self._pending_deletes = []
+        self._orphans = []
+        self._meta_dirty = False
+
     def restore(self, items: Iterable[tuple[str, Any]]) -> int:
         """Rebuild from stored (key, value) pairs of this partition (as `checkpoint` wrote them).
 

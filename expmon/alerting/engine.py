@@ -67,6 +67,7 @@ class AlertInstance:
     volume: float
     fired_at_ms: int | None = None
     cleared_since_ms: int | None = None
+    resolved_at_ms: int | None = None  # event time of the resolve (as fired_at_ms)
     starts_at: float | None = None  # wall clock (s) of firing: Alertmanager's startsAt
     ends_at: float | None = None  # wall clock (s) of the resolve
 
@@ -341,6 +342,7 @@ class AlertEngine:
                     inst.cleared_since_ms = now_ms
                 if now_ms - inst.cleared_since_ms >= rule.keep_firing_for_ms:
                     inst.state = "resolved"
+                    inst.resolved_at_ms = now_ms
                     inst.ends_at = self.clock()
                     out.transitions.append(Transition("resolved", _copy(inst), rule.id))
                 out.writes[PREFIX + "inst/" + fp] = inst.to_dict()
