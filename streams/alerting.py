@@ -61,6 +61,8 @@ class AlertRunner:
         self.telemetry = PipelineTelemetry()
         # like the merge stage: the next owner (maybe us again) restores from the changelog
         self.state.forget(lambda key: key.startswith("alerts/"))
+        # The new owner exports the counts now; ours would linger as stale "firing" series.
+        self.rt.metrics.alerts_firing.clear()
         for sink in self.sinks:
             if isinstance(sink, AlertmanagerSink):
                 sink.replace([])  # the new owner re-sends them
