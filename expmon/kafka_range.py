@@ -177,9 +177,12 @@ def _resolve(
 
 
 async def read_range(
-    settings: Settings, resolved: ResolvedRange, max_records: int = 5000
+    settings: Settings, resolved: ResolvedRange, max_records: int = 500
 ) -> AsyncIterator[list[ReplayRecord]]:
-    """Batches of records of the range, in offset order per partition."""
+    """Batches of records of the range, in offset order per partition.
+
+    500 records a batch: a few MB when each holds a hundred events, so memory stays flat.
+    """
     from aiokafka import AIOKafkaConsumer
     from aiokafka import TopicPartition as AioTP
 
@@ -189,8 +192,8 @@ async def read_range(
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="none",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
     try:

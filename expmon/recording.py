@@ -124,17 +124,24 @@ class RecordingReader(AbstractContextManager["RecordingReader"]):
             raise RecordingError(path, f"not an expmon recording ({exc})") from exc
         self.line = 1
 
-    def batches(self, size: int = 2000) -> Iterator[list[ReplayRecord]]:
+    def batches(
+        self, size: int = 2000, max_bytes: int = 4 * 1024 * 1024
+    ) -> Iterator[list[ReplayRecord]]:
+        """Up to `size` records and about `max_bytes` of lines a batch (memory stays flat
+        whether a record holds one event or a hundred)."""
         batch: list[ReplayRecord] = []
+        held = 0
         try:
             for raw in self._file:
                 self.line += 1
                 if not raw.strip():
                     continue
                 batch.append(decode_line(raw))
-                if len(batch) >= size:
+                held += len(raw)
+                if len(batch) >= size or held >= max_bytes:
                     yield batch
                     batch = []
+                    held = 0
         except (OSError, EOFError, KeyError, ValueError, TypeError) as exc:
             raise RecordingError(self.path, f"line {self.line}: {exc}") from exc
         if batch:
