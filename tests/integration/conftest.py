@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from expmon.kafka_local import LocalKafka
+from expmon.localprocs import LocalAlertmanager
 from expmon.settings import Settings, default_cache_dir
+from tests.integration.alertmanager import WebhookReceiver
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +79,19 @@ def settings_factory(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Setti
         return Settings.from_env(**values)
 
     return make
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook that records every notification Alertmanager sends."""
+    hook = WebhookReceiver()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, receiver: WebhookReceiver) -> Iterator[LocalAlertmanager]:
+    """A real Alertmanager (Debian package) routing to `receiver`; tests call start()."""
+    am = LocalAlertmanager(tmp_path / "alertmanager", receiver.url)
+    yield am
+    am.stop()

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kafka import KafkaProducer
 
 from expmon.alerting.rules import load_rules
@@ -28,20 +27,6 @@ from tests.integration.worker_process import WorkerProcess, final_views
 
 MINUTE = 60_000
 ALERTS = tuple(dict.fromkeys(rule.alert for rule in load_rules()))  # every default alert
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path, receiver: WebhookReceiver) -> Iterator[LocalAlertmanager]:
-    am = LocalAlertmanager(tmp_path / "alertmanager", receiver.url)
-    yield am
-    am.stop()
 
 
 def rules_file(path: Path, run: str, overrides: dict[str, str]) -> Path:

@@ -37,20 +37,6 @@ from tests.integration.worker_process import WorkerProcess, final_views, read_to
 VIEW_ALERTS = {"PageLoadSlow", "PaymentFailureRateHigh", "BounceRateHigh", "CheckoutDropOffSpike"}
 
 
-@pytest.fixture
-def receiver() -> Any:
-    hook = WebhookReceiver()
-    yield hook
-    hook.close()
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path, receiver: WebhookReceiver) -> Any:
-    am = LocalAlertmanager(tmp_path / "alertmanager", receiver.url)
-    yield am
-    am.stop()
-
-
 def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
     admin = KafkaAdminClient(**settings.kafka_client_kwargs())
     try:
