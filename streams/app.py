@@ -174,6 +174,13 @@ def build_runtime(
     app.task(serve_http)
 
     async def on_revoked(_sender: Any, revoked: set[Any], **_kwargs: Any) -> None:
+        # Drop a revoked partition's in-memory state now, not at the next tick: if it comes
+        # back between two ticks, another worker may have moved it on meanwhile, and the
+        # state must come from the changelog (faust re-reads it on every assignment).
+        for stage_runner in rt.stage_runners:
+            gone = {tp.partition for tp in revoked if tp.topic == stage_runner.stage.topic}
+            if gone:
+                await stage_runner.revoke_partitions(gone)
         if any(tp.topic == settings.topic_window_partials for tp in revoked):
             for runner in rt.merge_runners:
                 runner.revoke()

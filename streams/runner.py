@@ -97,6 +97,11 @@ class StageRunner:
             key=message["family"].encode(), value=codec.dumps(message)
         )
 
+    async def revoke_partitions(self, partitions: set[int]) -> None:
+        async with self.lock:
+            for partition in sorted(partitions & self.stage.partitions.keys()):
+                self.revoke(partition)
+
     def revoke(self, partition: int) -> None:
         self.stage.revoke(partition)
         self.state.forget(lambda key: partition_of_state_key(key) == partition)
