@@ -44,9 +44,16 @@ Carrier and warehouse labels are bounded by `LabelLimiter(settings.max_label_val
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
-from expmon.counters import CounterAccumulator, CounterStage, new_counter_merger, ratio
+from expmon.counters import (
+    CounterAccumulator,
+    CounterStage,
+    keep_samples,
+    new_counter_merger,
+    ratio,
+)
 from expmon.entities import Entity, fire_after
 from expmon.labels import LabelLimiter
 from expmon.merge import WindowMerger
@@ -74,14 +81,17 @@ _STATUS = {status: status for status in LOGISTICS_STATUSES}
 KIND_ORDER = {"sla": 0, "delivery": 1, "tracking": 2}
 
 # Entity fields (short names: they are held per open order and written to the changelog).
-_PENDING = "p"  # events not applied yet: [t, status, carrier, warehouse], by (t, arrival)
+# events not applied yet: [t, status, carrier, warehouse] (+ event id for order_placed),
+# by (t, arrival)
+_PENDING = "p"
 _STATUS_F = "s"  # status of the latest applied event; absent: no lifecycle running
 _CARRIER = "c"
 _WAREHOUSE = "w"
 _LAST = "u"  # event time of the latest applied event
 _SHIP_BY = "sb"  # present while the SLA clock runs
 _STALE = "stale"  # present (True) only while stale: one key less per fresh order
-_LIFECYCLE_FIELDS = (_STATUS_F, _CARRIER, _WAREHOUSE, _LAST, _STALE)
+_PLACED_ID = "pid"  # event id of order_placed while the SLA clock runs: a breach's evidence
+_LIFECYCLE_FIELDS = (_STATUS_F, _CARRIER, _WAREHOUSE, _LAST, _STALE, _PLACED_ID)
 
 
 class LogisticsStage(CounterStage):
@@ -132,7 +142,9 @@ class LogisticsStage(CounterStage):
             if promised is not None:
                 acc.add("on_time" if event_ms <= promised else "late")
         elif status == DELIVERY_FAILED:
-            windows.accumulator(event_ms, ("delivery", carrier)).add("failed")
+            acc = windows.accumulator(event_ms, ("delivery", carrier))
+            acc.add("failed")
+            acc.sample(event["event_id"])
 
         order_id: str = event["order_id"]
         entity = self.entity(windows, order_id)
@@ -145,7 +157,10 @@ class LogisticsStage(CounterStage):
         i = len(pending)
         while i > 0 and pending[i - 1][0] > event_ms:
             i -= 1
-        pending.insert(i, [event_ms, status, carrier, warehouse])
+        waiting: list[Any] = [event_ms, status, carrier, warehouse]
+        if status == ORDER_PLACED:
+            waiting.append(event["event_id"])
+        pending.insert(i, waiting)
         # An accepted event is never before the watermark, so nothing can be applied yet.
         self._store(windows, order_id, entity)
 
@@ -194,8 +209,8 @@ class LogisticsStage(CounterStage):
                     and (stale_at is None or event_t <= stale_at)
                 )
             ):
-                t, status, carrier, warehouse = pending.pop(0)
-                self._apply(windows, entity, t, status, carrier, warehouse)
+                t, status, carrier, warehouse, *placed_id = pending.pop(0)
+                self._apply(windows, entity, t, status, carrier, warehouse, *placed_id)
             elif (
                 ship_by is not None
                 and ship_by < watermark
@@ -221,9 +236,12 @@ class LogisticsStage(CounterStage):
         status: str,
         carrier: str,
         warehouse: str,
+        event_id: str | None = None,
     ) -> None:
         if _STATUS_F not in entity and status == ORDER_PLACED:
             entity[_SHIP_BY] = t + self.ship_sla_ms
+            if event_id is not None:
+                entity[_PLACED_ID] = event_id
         entity[_STATUS_F] = status
         entity[_CARRIER] = carrier
         entity[_WAREHOUSE] = warehouse
@@ -232,6 +250,7 @@ class LogisticsStage(CounterStage):
         if status in SHIPMENT_STATUSES and _SHIP_BY in entity:
             # _advance applies events after deadlines before them: t <= ship_by here.
             del entity[_SHIP_BY]
+            entity.pop(_PLACED_ID, None)
             windows.accumulator(t, ("sla", warehouse, carrier)).add("within")
 
     def _breach(
@@ -244,7 +263,11 @@ class LogisticsStage(CounterStage):
         del entity[_SHIP_BY]
         warehouse: str = entity[_WAREHOUSE]
         carrier: str = entity[_CARRIER]
-        windows.accumulator(ship_by, ("sla", warehouse, carrier)).add("breach")
+        acc = windows.accumulator(ship_by, ("sla", warehouse, carrier))
+        acc.add("breach")
+        placed_id = entity.pop(_PLACED_ID, None)
+        if placed_id is not None:
+            acc.sample(placed_id)
         self.sla_breaches_total += 1
         by_wh = self.sla_breaches_by_warehouse
         by_wh[warehouse] = by_wh.get(warehouse, 0) + 1
@@ -326,7 +349,14 @@ def row_sort_key(row: dict[str, Any]) -> tuple[int, str, str]:
 
 
 def sla_row(
-    view: str, start_ms: int, end_ms: int, warehouse: str, carrier: str, within: int, breach: int
+    view: str,
+    start_ms: int,
+    end_ms: int,
+    warehouse: str,
+    carrier: str,
+    within: int,
+    breach: int,
+    samples: Sequence[str] = (),
 ) -> dict[str, Any]:
     decided = within + breach
     return {
@@ -340,6 +370,7 @@ def sla_row(
         "breach": breach,
         "within_sla_ratio": ratio(within, decided),
         "breach_ratio": ratio(breach, decided),
+        "sample_event_ids": list(samples),  # order_placed events of breached orders
     }
 
 
@@ -352,6 +383,7 @@ def delivery_row(
     failed: int,
     on_time: int,
     late: int,
+    samples: Sequence[str] = (),
 ) -> dict[str, Any]:
     return {
         "kind": "delivery",
@@ -365,6 +397,7 @@ def delivery_row(
         "on_time": on_time,
         "late": late,
         "on_time_ratio": ratio(on_time, on_time + late),
+        "sample_event_ids": list(samples),  # failed deliveries
     }
 
 
@@ -388,15 +421,21 @@ def summarize_rows(
     delivery and tracking rows per carrier; sorted by kind, warehouse, carrier."""
     rows: list[dict[str, Any]] = []
     by_warehouse: dict[str, list[int]] = {}
+    warehouse_samples: dict[str, list[str]] = {}
     for key, acc in accumulators.items():
         kind = key[0]
         if kind == "sla":
             _, warehouse, carrier = key
             within, breach = acc.get("within"), acc.get("breach")
-            rows.append(sla_row(view, start_ms, end_ms, warehouse, carrier, within, breach))
+            rows.append(
+                sla_row(view, start_ms, end_ms, warehouse, carrier, within, breach, acc.samples)
+            )
             total = by_warehouse.setdefault(warehouse, [0, 0])
             total[0] += within
             total[1] += breach
+            warehouse_samples[warehouse] = keep_samples(
+                warehouse_samples.get(warehouse, []), acc.samples
+            )
         elif kind == "delivery":
             rows.append(
                 delivery_row(
@@ -408,12 +447,14 @@ def summarize_rows(
                     acc.get("failed"),
                     acc.get("on_time"),
                     acc.get("late"),
+                    acc.samples,
                 )
             )
         elif kind == "tracking":
             rows.append(tracking_row(view, start_ms, end_ms, key[1], acc.get("became_stale")))
     for warehouse, (within, breach) in by_warehouse.items():
-        rows.append(sla_row(view, start_ms, end_ms, warehouse, ALL, within, breach))
+        samples = warehouse_samples.get(warehouse, [])
+        rows.append(sla_row(view, start_ms, end_ms, warehouse, ALL, within, breach, samples))
     rows.sort(key=row_sort_key)
     return rows
 

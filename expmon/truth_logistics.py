@@ -210,6 +210,7 @@ def logistics_truth(
     rows.sort(key=lambda r: (r["_order"], r["end_ms"], *row_sort_key(r)))
     for row in rows:
         del row["_order"]
+        row.pop("sample_event_ids", None)  # truth is about figures, not evidence
     breached = frozenset(
         order_id
         for order_id, times in breaches.items()

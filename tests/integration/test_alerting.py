@@ -395,6 +395,9 @@ def test_journey_incidents_fire_and_resolve(
         assert names(firing) == expected, firing
         dims = {a["labels"]["alertname"]: a["labels"] for a in firing}
         assert dims["ShippingSLABreach"]["warehouse"] == "ams-1"
+        breach = next(a for a in firing if a["labels"]["alertname"] == "ShippingSLABreach")
+        # evidence: order_placed events of orders that missed 48 h
+        assert breach["annotations"]["sample_event_ids"], breach["annotations"]
         assert dims["TrackingStale"]["carrier"] == "dhl"
         assert dims["CheckoutDropOffSpike"]["severity"] == "critical"
         produce(settings, [r for r in records if r.time_ms >= split])

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from expmon import codec
+from expmon.counters import SAMPLES_KEY
 from expmon.ingest import RawRecord, StageOutput
 from expmon.logistics import LogisticsStage, new_logistics_merger
 from expmon.merge import ViewResult
@@ -81,7 +82,8 @@ def window_counts(outputs: Iterable[StageOutput]) -> Counter[tuple[str, int]]:
             if msg["kind"] == "partial":
                 for _key, named in msg["entries"]:
                     for name, n in named.items():
-                        counts[(name, (msg["start"] - T0) // 1000)] += n
+                        if name != SAMPLES_KEY:  # evidence, not a count
+                            counts[(name, (msg["start"] - T0) // 1000)] += n
     return counts
 
 
@@ -394,7 +396,12 @@ def test_simulated_traffic_matches_the_ground_truth(
     assert got.keys() == want.keys()
     ratios = {"within_sla_ratio", "breach_ratio", "exception_ratio", "on_time_ratio"}
     for key, row in want.items():
-        mine = got[key]
+        mine = dict(got[key])
+        # evidence: a few ids of breached orders' order_placed events / failed deliveries
+        evidence = mine.pop("sample_event_ids", [])
+        shown = row.get("breach", row.get("failed", 0))
+        assert len(evidence) == min(3, shown), key
+        assert evidence == sorted(evidence), key
         assert mine.keys() == row.keys(), key
         for name, value in row.items():
             if name in ratios and value is not None:
