@@ -26,7 +26,14 @@ from rich.progress import (
 
 from expmon import codec
 from expmon.alerting.rules import load_rules
-from expmon.kafka_range import ResolvedRange, parse_point, read_range, resolve_range
+from expmon.errors import ExpmonError
+from expmon.kafka_range import (
+    RangeError,
+    ResolvedRange,
+    parse_point,
+    read_range,
+    resolve_range,
+)
 from expmon.merge import ViewResult
 from expmon.metrics import Metrics, new_registry
 from expmon.recording import RecordingReader, RecordingWriter
@@ -147,19 +154,7 @@ def run_replay(settings: Settings, options: ReplayOptions, console: Console | No
     reader: RecordingReader | None = None
     resolved: ResolvedRange | None = None
     if options.file is not None:
-        reader = RecordingReader(options.file)
-        partitions = {
-            t: n for t, n in reader.partitions.items() if not options.topics or t in options.topics
-        }
-        missing = [t for t in options.topics if t not in reader.partitions]
-        if missing:
-            reader.close()
-            from expmon.kafka_range import RangeError
-
-            raise RangeError(
-                f"{options.file} holds no topic {', '.join(missing)} "
-                f"(it holds {', '.join(reader.partitions)})"
-            )
+        reader, partitions = _open_recording(settings, options.file, options.topics)
         total = count_lines(options.file)
         source = f"{options.file}"
     else:
@@ -209,6 +204,26 @@ def run_replay(settings: Settings, options: ReplayOptions, console: Console | No
         f", {options.markdown}" if options.markdown else "",
     )  # fmt: skip
     return 0
+
+
+def _open_recording(
+    settings: Settings, path: Path, topics: tuple[str, ...]
+) -> tuple[RecordingReader, dict[str, int]]:
+    """The recording and the partition counts of the topics to replay from it."""
+    reader = RecordingReader(path)
+    try:
+        missing = [t for t in topics if t not in reader.partitions]
+        if missing:
+            raise RangeError(
+                f"{path} holds no topic {', '.join(missing)} "
+                f"(it holds {', '.join(reader.partitions)})"
+            )
+        partitions = {t: n for t, n in reader.partitions.items() if not topics or t in topics}
+        _check_topics(settings, tuple(partitions))
+    except ExpmonError:
+        reader.close()
+        raise
+    return reader, partitions
 
 
 def _check_topics(settings: Settings, topics: tuple[str, ...]) -> None:
@@ -310,7 +325,6 @@ def run_record_load(
     """A recording back into Kafka: same topics (or `into`), partitions, keys, timestamps."""
     from kafka import KafkaProducer
 
-    from expmon.kafka_range import RangeError
     from expmon.topics import TopicSpec, ensure_topics
 
     console = Console(stderr=True)

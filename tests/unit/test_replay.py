@@ -11,12 +11,13 @@ import pytest
 from expmon import codec
 from expmon.alerting.rules import load_rules
 from expmon.cli import _relative_points
+from expmon.errors import ConfigError
 from expmon.kafka_range import Point, RangeError, check_order, parse_point
 from expmon.metrics import Metrics, new_registry
 from expmon.recording import RecordingError, RecordingReader, RecordingWriter
 from expmon.replay import ReplayPipeline, ReplayRecord
 from expmon.replay_report import render_markdown, report_bytes
-from expmon.replay_run import Pacer, parse_speed
+from expmon.replay_run import Pacer, ReplayOptions, parse_speed, run_replay
 from expmon.settings import Settings
 from expmon.simulator import TrafficGenerator, encode_records, murmur2, parse_incidents
 from schemas.events import EventFamily
@@ -276,3 +277,32 @@ def test_replay_metrics_go_to_the_registry_given(
 )
 def test_relative_points_reach_argparse_as_values(argv: list[str], expected: list[str]) -> None:
     assert _relative_points(argv) == expected
+
+
+def test_run_replay_from_a_recording_writes_the_reports(
+    items: list[tuple[str, str, bytes, int]], tmp_path: Path
+) -> None:
+    records, partitions = as_records(items, 3)
+    recording = tmp_path / "r.ndjson.gz"
+    with RecordingWriter(recording, partitions) as writer:
+        for record in records:
+            writer.write(record)
+    options = ReplayOptions(
+        file=recording, report=tmp_path / "r.json", markdown=tmp_path / "r.md", progress=False
+    )
+    assert run_replay(SETTINGS, options) == 0
+    direct = ReplayPipeline(SETTINGS, partitions, load_rules((), SETTINGS.views))
+    direct.feed(records)
+    direct.finish()
+    assert (tmp_path / "r.json").read_bytes() == report_bytes(direct.report())
+    assert "## Alert timeline" in (tmp_path / "r.md").read_text()
+
+
+def test_a_recording_of_other_topics_names_the_setting_to_use(tmp_path: Path) -> None:
+    recording = tmp_path / "r.ndjson"
+    with RecordingWriter(recording, {"page-loads-copy": 1}) as writer:
+        writer.write(ReplayRecord("page-loads-copy", 0, 0, START, None, b"{}"))
+    options = ReplayOptions(file=recording, report=tmp_path / "r.json", progress=False)
+    with pytest.raises(ConfigError, match="EXPMON_TOPIC_PAGE_LOADS=page-loads-copy"):
+        run_replay(SETTINGS, options)
+    assert not (tmp_path / "r.json").exists()
