@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 
 from expmon import codec
 from expmon.cli import main
@@ -21,6 +21,7 @@ from expmon.localprocs import LocalAlertmanager
 from expmon.replay import canonical
 from expmon.replay_run import ReplayOptions, run_replay
 from expmon.settings import Settings
+from expmon.timeutil import format_ms
 from expmon.topics import default_topic_specs, ensure_topics
 from tests.integration.alertmanager import WebhookReceiver
 from tests.integration.test_alerting import (
@@ -194,3 +195,39 @@ def test_bad_ranges_give_one_clear_line_each(
         assert len(errors) == 1 and expected in errors[0], (expected, errors)
         assert "\n" not in errors[0]
     assert not (tmp_path / "r.json").exists()
+
+
+def test_record_dump_then_load_reproduces_the_records(
+    settings_factory: Any, tmp_path: Path, unique: str
+) -> None:
+    settings = settings_factory()
+    ensure_topics(settings, default_topic_specs(settings))
+    topic = settings.topic_page_loads
+    producer = KafkaProducer(**settings.kafka_client_kwargs())
+    base_ms = future_start() - 60 * MINUTE
+    for i in range(60):
+        value = b"\xff not utf-8" if i == 7 else codec.dumps({"n": i})
+        producer.send(
+            topic, key=f"k{i % 5}".encode(), value=value, partition=i % 3,
+            timestamp_ms=base_ms + i * 1000, headers=[("h", bytes([i]))],
+        )  # fmt: skip
+    producer.flush()
+    producer.close()
+    recording = tmp_path / "one.ndjson"
+    cli = ["--bootstrap", settings.kafka_bootstrap, "record"]
+    from_ = f"--from={format_ms(base_ms + 10_000)}"  # by timestamp: the first 10 stay out
+    assert main([*cli, "dump", "--topic", topic, from_, "-o", str(recording), "--no-progress"]) == 0
+    copy = f"copy-{unique}"
+    assert main([*cli, "load", "-i", str(recording), "--into", copy, "--no-progress"]) == 0
+
+    def seen(name: str) -> list[tuple[Any, ...]]:
+        return sorted(
+            (r.partition, r.timestamp, r.key, r.value, tuple(r.headers))
+            for r in read_topic(settings, name)
+            if r.timestamp >= base_ms + 10_000
+        )
+
+    original = seen(topic)
+    assert len(original) == 50
+    assert seen(copy) == original
+    assert len(read_topic(settings, copy)) == 50  # nothing from before --from
