@@ -47,7 +47,9 @@ class AlertRunner:
         """Restore alert state from the table and hand the active set to the sinks."""
         if self.owner:
             return
-        self.engine.restore(self.state.items(lambda key: key.startswith("alerts/")))
+        stored = list(self.state.items(lambda key: key.startswith("alerts/")))
+        self.engine.restore(stored)
+        self.telemetry.restore_growth(stored)
         active = self.engine.notifiable()
         for sink in self.sinks:
             await sink.start(active)
@@ -85,6 +87,7 @@ class AlertRunner:
             return
         async with self.lock:
             out = self.engine.evaluate_pipeline(self.telemetry, int(time.time() * 1000))
+            out.writes.update(self.telemetry.growth_writes())
             await self._deliver(out)
 
     async def _deliver(self, out: EngineOutput) -> None:

@@ -12,7 +12,7 @@ them up here, so the answer covers all partitions whichever worker reads them:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from expmon.alerting.engine import Observation
@@ -21,6 +21,8 @@ from expmon.settings import parse_duration_seconds
 
 BUCKET_MS = 10_000
 OUTCOMES = ("accepted", "invalid", "late", "duplicate")
+GROWTH_PREFIX = "alerts/growth/"  # state keys of the silence clocks, per topic
+GROWTH_STEP_MS = 10_000  # how stale a persisted silence clock may be
 
 
 class PipelineTelemetry:
@@ -31,6 +33,8 @@ class PipelineTelemetry:
         self.outcomes: dict[str, dict[int, dict[str, int]]] = {}  # topic -> bucket -> counts
         self.tracking: dict[tuple[str, int], dict[str, tuple[int, int]]] = {}
         self.started_ms: int | None = None  # first telemetry seen by this owner
+        self._persisted_growth: dict[str, int] = {}
+        self._seen_growing: set[str] = set()  # topics whose clock this owner saw move
 
     def add(self, message: Mapping[str, Any], now_ms: int) -> None:
         if self.started_ms is None:
@@ -44,11 +48,13 @@ class PipelineTelemetry:
             p = int(partition)
             if p in known and mark > known[p]:
                 self.last_growth_ms[topic] = now_ms
+                self._seen_growing.add(topic)
             known[p] = max(int(mark), known.get(p, 0))
         counts = {k: int(v) for k, v in (message.get("outcomes") or {}).items() if v}
         if counts:
             # Records applied now count as "now": telemetry is about arrival, not event time.
             self.last_growth_ms[topic] = max(self.last_growth_ms[topic], now_ms)
+            self._seen_growing.add(topic)
             bucket = self.outcomes.setdefault(topic, {}).setdefault(now_ms - now_ms % BUCKET_MS, {})
             for outcome, n in counts.items():
                 bucket[outcome] = bucket.get(outcome, 0) + n
@@ -59,6 +65,30 @@ class PipelineTelemetry:
         for partition in message.get("revoked") or ():
             self.tracking.pop((topic, int(partition)), None)
         self._trim(now_ms)
+
+    # ------------------------------------------------------------------ silence clocks
+    # When a topic last grew is kept in the merge stage's table, so that a new owner
+    # (restart, rebalance) goes on counting silence instead of starting from zero.
+
+    def restore_growth(self, items: Iterable[tuple[str, Any]]) -> None:
+        for key, value in items:
+            if key.startswith(GROWTH_PREFIX):
+                topic = key[len(GROWTH_PREFIX) :]
+                last = int(value)
+                # A clock only started by this owner's first telemetry knows less than
+                # the stored one; a clock it saw move knows more.
+                if topic not in self._seen_growing:
+                    self.last_growth_ms[topic] = last
+                self._persisted_growth[topic] = last
+
+    def growth_writes(self, step_ms: int = GROWTH_STEP_MS) -> dict[str, int]:
+        """State writes for clocks that moved `step_ms` or more since last written."""
+        writes = {}
+        for topic, last in self.last_growth_ms.items():
+            if last - self._persisted_growth.get(topic, -step_ms) >= step_ms:
+                writes[GROWTH_PREFIX + topic] = last
+                self._persisted_growth[topic] = last
+        return writes
 
     def _trim(self, now_ms: int) -> None:
         oldest = now_ms - self.keep_ms

@@ -318,3 +318,29 @@ def test_new_telemetry_owner_does_not_resolve_a_restored_alert_before_its_window
 def _fed(tel: PipelineTelemetry, message: dict[str, Any], now_ms: int) -> PipelineTelemetry:
     tel.add(message, now_ms)
     return tel
+
+
+def test_silence_clock_survives_a_new_owner() -> None:
+    """The new owner goes on counting silence from the stored clock, not from zero."""
+    tel = PipelineTelemetry()
+    tel.add({"topic": "a", "highwater": {"0": 5}}, T0)
+    tel.add({"topic": "a", "highwater": {"0": 6}}, T0 + 2_000)  # grew at T0 + 2 s
+    writes = tel.growth_writes()
+    assert writes == {"alerts/growth/a": T0 + 2_000}
+    assert tel.growth_writes() == {}, "written once until the clock moves a step"
+    tel.add({"topic": "a", "highwater": {"0": 7}}, T0 + 5_000)
+    assert tel.growth_writes() == {}, "a 3 s move is below the step"
+
+    engine = AlertEngine(PIPE, clock=Clock())
+    fresh = PipelineTelemetry()  # the next owner, 11 s after the last growth it was told of
+    now = T0 + 13_000
+    fresh.add({"topic": "a", "highwater": {"0": 7}}, now)  # first message: starts a clock
+    fresh.restore_growth(writes.items())
+    out = engine.evaluate_pipeline(fresh, now)
+    assert [(t.instance.alert, t.state) for t in out.transitions] == [("Silent", "firing")]
+
+    seen = PipelineTelemetry()  # an owner that saw growth itself keeps its own clock
+    seen.add({"topic": "a", "highwater": {"0": 7}}, now)
+    seen.add({"topic": "a", "highwater": {"0": 8}}, now + 1_000)
+    seen.restore_growth(writes.items())
+    assert seen.last_growth_ms["a"] == now + 1_000
