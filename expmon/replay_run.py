@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,13 +123,6 @@ def _publisher(settings: Settings, topic: str | None) -> tuple[Any, Callable[...
         producer.send(topic, key=key.encode(), value=value)
 
     return producer, send
-
-
-async def _kafka_batches(
-    settings: Settings, resolved: ResolvedRange
-) -> AsyncIterator[list[ReplayRecord]]:
-    async for batch in read_range(settings, resolved):
-        yield batch
 
 
 async def _file_batches(
@@ -262,11 +255,11 @@ async def _drive(
     console: Console,
 ) -> None:
     pacer = Pacer(options.speed)
-    batches = (
-        _file_batches(reader, set(options.topics))
-        if reader is not None
-        else _kafka_batches(settings, resolved)  # type: ignore[arg-type]
-    )
+    if reader is not None:
+        batches = _file_batches(reader, set(options.topics))
+    else:
+        assert resolved is not None, "a replay reads a recording or a resolved Kafka range"
+        batches = read_range(settings, resolved)
     started = time.monotonic()
     with _progress(console, options.progress) as progress:
         task = progress.add_task("replay", total=total, rate="")
@@ -357,8 +350,3 @@ def run_record_load(
     log.info("loaded %d records from %s into %s", sent, path, ", ".join(set(target.values())))
     return 0
 
-
-def iter_records(path: Path) -> Iterator[ReplayRecord]:
-    with RecordingReader(path) as reader:
-        for batch in reader.batches():
-            yield from batch
