@@ -13,7 +13,7 @@ input offsets could be committed before the state that covers them is durable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from expmon import codec
@@ -52,11 +52,7 @@ class TableState:
         Purged records must not outlive the meta that follows them (see `Checkpoint`), so
         the writes wait until the broker has their tombstones.
         """
-        purged = []
-        for key in purges or ():
-            raw_key = key.encode()
-            if self._store.pop(raw_key, None) is not None:
-                purged.append(await self._publish(partition, raw_key, None))
+        purged = await self._tombstones(partition, purges or ())
         if purged:
             await asyncio.gather(*purged)
         pending = []
@@ -64,13 +60,19 @@ class TableState:
             raw_key, raw_value = key.encode(), codec.dumps(value)
             self._store[raw_key] = raw_value
             pending.append(await self._publish(partition, raw_key, raw_value))
-        for key in deletes or ():
-            raw_key = key.encode()
-            if self._store.pop(raw_key, None) is not None:
-                pending.append(await self._publish(partition, raw_key, None))
+        pending += await self._tombstones(partition, deletes or ())
         if pending:
             await asyncio.gather(*pending)
         return len(purged) + len(pending)
+
+    async def _tombstones(self, partition: int, keys: Iterable[str]) -> list[Any]:
+        """Drop the keys held locally and publish their tombstones; the send futures."""
+        sent = []
+        for key in keys:
+            raw_key = key.encode()
+            if self._store.pop(raw_key, None) is not None:
+                sent.append(await self._publish(partition, raw_key, None))
+        return sent
 
     async def apply_checkpoint(self, partition: int, checkpoint: Checkpoint) -> int:
         return await self.apply(partition, checkpoint.writes, checkpoint.deletes, checkpoint.purges)
