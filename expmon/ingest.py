@@ -26,6 +26,7 @@ from expmon.windows import (
     Key,
     PartitionWindows,
     part_of,
+    window_end,
 )
 from schemas.events import Event, EventFamily
 from schemas.records import RecordDecoder, Rejected
@@ -288,8 +289,7 @@ class WindowedStage(ABC, Generic[A]):
             if through_ms is not None:
                 windows.advance_watermark(through_ms)
             elif windows.max_event_ms is not None:
-                last = windows.max_event_ms
-                windows.advance_watermark(last - last % windows.window_ms + windows.window_ms)
+                windows.advance_watermark(window_end(windows.max_event_ms, windows.window_ms))
             self._close_and_checkpoint(partition, out)
         return out
 

@@ -147,11 +147,20 @@ class RecordingReader(AbstractContextManager["RecordingReader"]):
         if batch:
             yield batch
 
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size
-
     def close(self) -> None:
         self._file.close()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def count_records(path: Path) -> int:
+    """Records in a recording (lines after the header), counted without decoding them:
+    the progress bar's total must not cost a second pass of JSON parsing."""
+    if not path.is_file():
+        raise RecordingError(path, "no such file")
+    lines = 0
+    with _open(path, "r") as file:
+        while chunk := file.read(1 << 20):
+            lines += chunk.count(b"\n")
+    return max(0, lines - 1)

@@ -30,6 +30,7 @@ from expmon.merge import ViewResult, WindowMerger
 from expmon.metrics import Metrics
 from expmon.pageload import PageLoadStage, new_page_load_merger
 from expmon.settings import Settings
+from expmon.windows import window_end
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,12 @@ class ReplayPipeline:
         self.dead_letters: Counter[str] = Counter()
         self.windows: dict[str, ViewResult] = {}
         self.records = 0
-        self.events = 0
         self.finished = False
+
+    @property
+    def events(self) -> int:
+        """Events accepted so far, all topics."""
+        return sum(counts["accepted"] for counts in self.counts.values())
 
     def _clock(self) -> float:
         """The engines' clock: event time (the latest view end), never the wall clock."""
@@ -176,8 +181,7 @@ class ReplayPipeline:
         ends = [e for e in (s.max_event_ms() for s in self.stages.values()) if e is not None]
         if not ends:
             return
-        window_ms = self.settings.window_ms
-        through = max(ends) - max(ends) % window_ms + window_ms
+        through = window_end(max(ends), self.settings.window_ms)
         for stage in self.stages.values():
             self._take(stage, stage.finish(through_ms=through))
 
@@ -186,8 +190,6 @@ class ReplayPipeline:
         counts = self.counts[stage.topic]
         for outcome, n in out.counts.items():
             counts[outcome] += n
-            if outcome == "accepted":
-                self.events += n
         for letter in out.dead_letters:
             self.dead_letters[letter.reason] += 1
         if self.metrics is not None:

@@ -26,7 +26,7 @@ from rich.progress import (
 
 from expmon import codec
 from expmon.alerting.rules import load_rules
-from expmon.errors import ExpmonError
+from expmon.errors import ConfigError, ExpmonError
 from expmon.kafka_range import (
     RangeError,
     ResolvedRange,
@@ -36,7 +36,7 @@ from expmon.kafka_range import (
 )
 from expmon.merge import ViewResult
 from expmon.metrics import Metrics, new_registry
-from expmon.recording import RecordingReader, RecordingWriter
+from expmon.recording import RecordingReader, RecordingWriter, count_records
 from expmon.replay import ReplayPipeline, ReplayRecord
 from expmon.replay_report import render_console, render_markdown, report_bytes
 from expmon.settings import Settings
@@ -106,12 +106,6 @@ def _progress(console: Console, enabled: bool) -> Progress:
     )
 
 
-def count_lines(path: Path) -> int:
-    """Records in a recording (lines minus the header), for the progress bar's total."""
-    with RecordingReader(path) as reader:
-        return sum(len(batch) for batch in reader.batches(10_000))
-
-
 def _publisher(settings: Settings, topic: str | None) -> tuple[Any, Callable[..., None]]:
     if topic is None:
         return None, lambda *_a, **_k: None
@@ -148,7 +142,7 @@ def run_replay(settings: Settings, options: ReplayOptions, console: Console | No
     resolved: ResolvedRange | None = None
     if options.file is not None:
         reader, partitions = _open_recording(settings, options.file, options.topics)
-        total = count_lines(options.file)
+        total = count_records(options.file)
         source = f"{options.file}"
     else:
         topics = options.topics or settings.input_topics
@@ -221,8 +215,6 @@ def _open_recording(
 
 def _check_topics(settings: Settings, topics: tuple[str, ...]) -> None:
     """A topic must be one of the input topics: that is how it finds its processor."""
-    from expmon.errors import ConfigError
-
     for topic in topics:
         if topic not in settings.input_topics:
             raise ConfigError(
@@ -329,7 +321,7 @@ def run_record_load(
             )
         target = {t: into or t for t in reader.partitions}
         ensure_topics(settings, [TopicSpec(target[t], n) for t, n in reader.partitions.items()])
-        total = count_lines(path)
+        total = count_records(path)
         producer = KafkaProducer(
             **settings.kafka_client_kwargs(), linger_ms=20, max_request_size=4 * 1024 * 1024
         )
@@ -349,4 +341,3 @@ def run_record_load(
         producer.close()
     log.info("loaded %d records from %s into %s", sent, path, ", ".join(set(target.values())))
     return 0
-

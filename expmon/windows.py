@@ -342,6 +342,11 @@ class PartitionWindows(Generic[A]):
         return 0 if meta is None else int(meta.get("entity_seq", 0))
 
 
+def window_end(event_ms: int, window_ms: int) -> int:
+    """End of the tumbling window holding `event_ms`."""
+    return event_ms - event_ms % window_ms + window_ms
+
+
 def partition_of_state_key(key: str) -> int:
     """The input partition a state key belongs to (`meta/3`, `win/3/...`, `ids/3/...`)."""
     return int(key.split("/", 2)[1])

@@ -14,7 +14,7 @@ from expmon.cli import _relative_points
 from expmon.errors import ConfigError
 from expmon.kafka_range import Point, RangeError, check_order, parse_point
 from expmon.metrics import Metrics, new_registry
-from expmon.recording import RecordingError, RecordingReader, RecordingWriter
+from expmon.recording import RecordingError, RecordingReader, RecordingWriter, count_records
 from expmon.replay import ReplayPipeline, ReplayRecord
 from expmon.replay_report import render_markdown, report_bytes
 from expmon.replay_run import Pacer, ReplayOptions, parse_speed, run_replay
@@ -185,6 +185,7 @@ def test_recording_round_trip_keeps_every_byte(tmp_path: Path, name: str) -> Non
     with RecordingWriter(path, {"page-loads": 3, "checkout-events": 2}) as writer:
         for record in records:
             writer.write(record)
+    assert count_records(path) == len(records)
     with RecordingReader(path) as reader:
         assert reader.partitions == {"page-loads": 3, "checkout-events": 2}
         assert [r for batch in reader.batches(2) for r in batch] == records
