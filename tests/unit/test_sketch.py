@@ -71,3 +71,51 @@ def test_quantile_rejects_out_of_range(bad: float) -> None:
 def test_different_accuracy_does_not_merge() -> None:
     with pytest.raises(ValueError):
         DDSketch(0.01).merge(DDSketch(0.02))
+
+
+@pytest.mark.parametrize("kind", ["lognormal", "bimodal", "with_zeros"])
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+def test_quantiles_in_one_pass_equal_quantile_each(kind: str, n: int) -> None:
+    sketch = DDSketch()
+    sketch.add_many(abs(v) for v in _values(kind, n, seed=11))
+    qs = [0.99, 0.0, 0.5, 1.0, 0.5, 0.2, 0.95]  # unsorted, with a repeat
+    assert sketch.quantiles(qs) == [sketch.quantile(q) for q in qs]
+
+
+def test_quantiles_reject_out_of_range() -> None:
+    with pytest.raises(ValueError):
+        DDSketch().quantiles([0.5, 1.5])
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ([5.0, 6.0], [5000.0, 9000.0]),  # the other lies above
+        ([5000.0, 9000.0], [5.0, 6.0]),  # below
+        ([50.0, 60_000.0], [700.0]),  # inside
+        ([], [3.0, 0.0]),  # into an empty sketch
+        ([3.0, 0.0], []),  # an empty one in
+    ],
+)
+def test_merge_covers_either_range_and_keeps_no_empty_ends(
+    first: list[float], second: list[float]
+) -> None:
+    a, b, whole = DDSketch(), DDSketch(), DDSketch()
+    a.add_many(first)
+    b.add_many(second)
+    whole.add_many(first + second)
+    a.merge(b)
+    assert a == whole and a.count == whole.count
+    assert a.counts == whole.counts and a.offset == whole.offset
+    if a.counts:
+        assert a.counts[0] and a.counts[-1]
+
+
+def test_serialized_form_is_a_snapshot_and_reads_the_sparse_form() -> None:
+    sketch = DDSketch()
+    sketch.add_many([0.0, 12.5, 12.6, 800.0])
+    data = sketch.to_dict()
+    sketch.add(900.0)
+    assert DDSketch.from_dict(data).count == 4
+    sparse = {"a": 0.01, "z": 1, "b": [[k, n] for k, n in DDSketch.from_dict(data).bins.items()]}
+    assert DDSketch.from_dict(sparse) == DDSketch.from_dict(data)
