@@ -70,6 +70,14 @@ class EntityTable:
             if current is None or due // TIMER_BUCKET_MS < current:
                 self._move(entity_id, current, due // TIMER_BUCKET_MS)
 
+    def touch(self, entity_id: str) -> None:
+        """A stored entity changed in place with its deadline unchanged or later.
+
+        The cheap form of `put` for the common case (a session's next page view): a
+        later deadline needs no re-filing (see `put`).
+        """
+        self._dirty.add(entity_id)
+
     def delete(self, entity_id: str) -> None:
         # Its bucket entry is dropped when the bucket comes up.
         if self.items.pop(entity_id, None) is not None:

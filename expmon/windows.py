@@ -102,7 +102,7 @@ class PartitionWindows(Generic[A]):
         self.ids: dict[int, set[str]] = {}
         # checkpoint bookkeeping
         self._seq = 0
-        self._dirty: dict[int, set[int]] = {}
+        self._dirty: dict[int, set[Key]] = {}  # window start -> keys changed
         self._new_ids: dict[int, list[str]] = {}
         self._id_chunks: dict[int, list[str]] = {}
         self._part_version: dict[tuple[int, int], int] = {}
@@ -169,7 +169,7 @@ class PartitionWindows(Generic[A]):
         dirty = self._dirty.get(start)
         if dirty is None:
             dirty = self._dirty[start] = set()
-        dirty.add(part_of(key))
+        dirty.add(key)  # parts are worked out per checkpoint, not per event
         return acc
 
     def applied(self, offset: int) -> None:
@@ -235,11 +235,11 @@ class PartitionWindows(Generic[A]):
         cp = into if into is not None else Checkpoint()
         version = self._seq + 1
         superseded: list[str] = []
-        for start, parts in self._dirty.items():
+        for start, keys in self._dirty.items():
             window = self.windows.get(start)
             if window is None:
                 continue
-            by_part: dict[int, list[Any]] = {part: [] for part in parts}
+            by_part: dict[int, list[Any]] = {part_of(key): [] for key in keys}
             for key, acc in window.items():
                 entries = by_part.get(part_of(key))
                 if entries is not None:

@@ -1,5 +1,6 @@
 """Stage 1 + merge, no broker: outcomes, dead letters, determinism, restart, worker count."""
 
+import dataclasses
 import random
 from typing import Any
 
@@ -8,7 +9,13 @@ import pytest
 from expmon import codec
 from expmon.ingest import RawRecord, StageOutput
 from expmon.merge import ViewResult
-from expmon.pageload import PageLoadStage, new_page_load_merger
+from expmon.pageload import (
+    PageLoadAccumulator,
+    PageLoadStage,
+    PageLoadSummary,
+    new_page_load_merger,
+    summarize,
+)
 from expmon.settings import Settings
 from expmon.sketch import exact_quantile
 
@@ -224,3 +231,11 @@ def test_live_tick_lets_an_idle_partition_stop_holding_windows(settings: Setting
     assert stage.partitions[1].watermark_ms == stage.partitions[0].watermark_ms
     assert any(m["kind"] == "progress" and m["partition"] == 1 for m in tick.partials)
     assert merger.apply(tick.partials).results
+
+
+def test_summary_rows_carry_every_field_in_order() -> None:
+    acc = PageLoadAccumulator()
+    acc.add(4000.0, 3000, 1800, "e1")
+    row = summarize("5m", T0, T0 + 300_000, ("/", "mobile", "eu"), acc).to_dict()
+    assert list(row) == [f.name for f in dataclasses.fields(PageLoadSummary)]
+    assert row["sample_event_ids"] == ["e1"] and row["slow_ratio"] == 1.0
