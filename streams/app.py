@@ -238,8 +238,12 @@ def _partition_lags(runner: StageRunner, highwater: dict[int, int | None]) -> di
 
 
 async def _serve_http(rt: Runtime) -> None:
-    async def metrics_view(_request: web.Request) -> web.Response:
-        body = generate_latest(rt.metrics.registry)
+    async def metrics_view(request: web.Request) -> web.Response:
+        # `?name[]=...` as in prometheus_client's own exposition: only those families
+        # (a cheap poll of one counter; the full page costs the event loop tens of ms).
+        names = request.query.getall("name[]", [])
+        registry = rt.metrics.registry
+        body = generate_latest(registry.restricted_registry(names) if names else registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_request: web.Request) -> web.Response:

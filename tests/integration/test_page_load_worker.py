@@ -161,6 +161,11 @@ def test_known_mix_outcomes_dead_letters_and_closed_windows(
         for outcome in ("accepted", "invalid", "late", "duplicate"):
             assert worker.events_total(outcome) == mix.expected[outcome], outcome
         views = final_views(settings)
+        # `name[]` narrows the page to those families, same values as in the whole page
+        narrowed = worker.metrics("expmon_events_total")
+        assert {name for name, _ in narrowed} == {"expmon_events_total"}
+        whole = worker.metrics()
+        assert len(whole) > len(narrowed) and all(whole[k] == v for k, v in narrowed.items())
     finally:
         assert worker.stop() == 0, worker.log_tail()
 

@@ -69,8 +69,11 @@ class WorkerProcess:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
+    def metrics(self, *names: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Samples of the /metrics page; with `names`, of those families only (`name[]`)."""
+        query = "&".join(f"name[]={name}" for name in names)
+        url = f"http://127.0.0.1:{self.port}/metrics" + (f"?{query}" if query else "")
+        with urllib.request.urlopen(url, timeout=5) as resp:
             text = resp.read().decode()
         samples = {}
         for family in text_string_to_metric_families(text):
