@@ -30,6 +30,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
+from expmon.gctune import throughput_gc
 from expmon.ingest import RawRecord
 from expmon.pageload import PageLoadStage
 from expmon.settings import Settings
@@ -227,22 +228,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("--events must be positive in bare mode")
             return 2
         try:
-            result = asyncio.run(
-                run_bare(
-                    settings,
-                    args.topic,
-                    args.partitions,
-                    args.events,
-                    args.timeout,
-                    max(1, args.repeat),
+            with throughput_gc():  # as in the worker and the replay: like with like
+                result = asyncio.run(
+                    run_bare(
+                        settings,
+                        args.topic,
+                        args.partitions,
+                        args.events,
+                        args.timeout,
+                        max(1, args.repeat),
+                    )
                 )
-            )
         except TimeoutError as exc:
             log.error("bare consumer: %s", exc)
             return 1
         sys.stdout.write(orjson.dumps(result).decode() + "\n")
         return 0
-    run_faust(settings, args.topic, args.partitions, args.port)
+    with throughput_gc():
+        run_faust(settings, args.topic, args.partitions, args.port)
     return 0
 
 

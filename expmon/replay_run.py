@@ -27,6 +27,7 @@ from rich.progress import (
 from expmon import codec
 from expmon.alerting.rules import load_rules
 from expmon.errors import ConfigError, ExpmonError
+from expmon.gctune import throughput_gc
 from expmon.kafka_range import (
     RangeError,
     ResolvedRange,
@@ -162,7 +163,8 @@ def run_replay(settings: Settings, options: ReplayOptions, console: Console | No
     log.info("replay of %s: %d records (state in memory, no consumer group)", source, total)
     started = time.monotonic()
     try:
-        asyncio.run(_drive(pipeline, options, reader, resolved, settings, total, console))
+        with throughput_gc():
+            asyncio.run(_drive(pipeline, options, reader, resolved, settings, total, console))
     except KeyboardInterrupt:
         log.warning("interrupted after %d records: no report written", pipeline.records)
         return 130

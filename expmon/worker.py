@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from expmon.errors import TopicError
+from expmon.gctune import throughput_gc
 from expmon.metrics import Metrics, new_registry
 from expmon.settings import Settings
 from expmon.topics import default_topic_specs, ensure_topics, partition_count
@@ -57,4 +58,5 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
         quiet=True,
         redirect_stdouts=False,
     )
-    worker.execute_from_commandline()
+    with throughput_gc():
+        worker.execute_from_commandline()
