@@ -1,5 +1,5 @@
 # The Experience Monitor image: `expmon` on Python 3.11, no Kafka inside (use the compose
-# file's broker or EXPMON_KAFKA_BOOTSTRAP). `docker build -t expmon:0.1.0 .`
+# file's broker or EXPMON_KAFKA_BOOTSTRAP). `docker build -t expmon:0.5.0 .`
 # The same image runs `worker`, `simulate` and `topics`; docker-compose.yml gives the
 # worker its health check (/readyz), which the other verbs have no endpoint for.
 FROM python:3.11.7-slim-bookworm

@@ -1,3 +1,3 @@
 """Experience Monitor: Kafka-native, real-time monitor of the e-commerce customer experience."""
 
-__version__ = "0.1.0"
+__version__ = "0.5.0"
