@@ -237,6 +237,7 @@ class WindowMerger(Generic[A]):
 
     # ------------------------------------------------------------ restore
     def restore(self, items: Iterable[tuple[str, Any]]) -> None:
+        self._blocks.clear()  # rebuilt from the restored history on demand
         prefix = self.family + "/"
         for key, value in items:
             if not key.startswith(prefix):

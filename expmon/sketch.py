@@ -21,6 +21,21 @@ from typing import Any
 DEFAULT_RELATIVE_ACCURACY = 0.01
 # Values at or below this count as zero (durations of 0 ms are legal).
 _MIN_POSITIVE = 1e-9
+# Values outside this range count in its edge buckets (collapsed, as DDSketch's bounded
+# stores do), so that one absurd value (1e300 is a finite, valid duration) cannot make a
+# dense list of tens of thousands of buckets: at 1 % accuracy, at most ~1,500 buckets.
+# In milliseconds: 1 microsecond to about 115 days.
+TRACKED_RANGE = (1e-3, 1e10)
+_KEY_LIMITS: dict[float, tuple[int, int]] = {}
+
+
+def _key_limits(relative_accuracy: float) -> tuple[int, int]:
+    limits = _KEY_LIMITS.get(relative_accuracy)
+    if limits is None:
+        gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
+        low, high = (math.ceil(math.log(v) / math.log(gamma)) for v in TRACKED_RANGE)
+        limits = _KEY_LIMITS[relative_accuracy] = (low, high)
+    return limits
 
 
 class DDSketch:
@@ -70,8 +85,14 @@ class DDSketch:
         if 0 <= i < len(counts):
             counts[i] += 1
         else:
-            self._cover(key, key)
-            self.counts[key - self.offset] += 1
+            self._add_outside(key, 1)
+
+    def _add_outside(self, key: int, n: int) -> None:
+        """Count `n` in bucket `key` (clamped to the tracked range), growing the list."""
+        low, high = _key_limits(self.relative_accuracy)
+        key = min(max(key, low), high)
+        self._cover(key, key)
+        self.counts[key - self.offset] += n
 
     def add_many(self, values: Iterable[float]) -> None:
         for value in values:
@@ -156,8 +177,7 @@ class DDSketch:
             sketch.offset = int(data["o"])
         else:  # the sparse form of 0.4.0: [[bucket, count], ...]
             for key, n in sorted((int(k), int(n)) for k, n in data["b"]):
-                sketch._cover(key, key)
-                sketch.counts[key - sketch.offset] += n
+                sketch._add_outside(key, n)
         sketch.count = sketch.zero_count + sum(sketch.counts)
         return sketch
 

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from expmon.sketch import DDSketch, exact_quantile
+from expmon.sketch import TRACKED_RANGE, DDSketch, exact_quantile
 
 QS = (0.0, 0.5, 0.75, 0.95, 0.99, 1.0)
 
@@ -119,3 +119,13 @@ def test_serialized_form_is_a_snapshot_and_reads_the_sparse_form() -> None:
     assert DDSketch.from_dict(data).count == 4
     sparse = {"a": 0.01, "z": 1, "b": [[k, n] for k, n in DDSketch.from_dict(data).bins.items()]}
     assert DDSketch.from_dict(sparse) == DDSketch.from_dict(data)
+
+
+def test_absurd_values_collapse_into_the_edge_buckets() -> None:
+    sketch = DDSketch()
+    sketch.add_many([1e-7, 250.0, 1e300, 1e300])
+    assert len(sketch.counts) < 1600 and sketch.count == 4
+    low, high = TRACKED_RANGE
+    assert sketch.quantile(0.0) == pytest.approx(low, rel=0.01)
+    assert sketch.quantile(1.0) == pytest.approx(high, rel=0.01)
+    assert sketch.quantiles([0.34, 0.5]) == [pytest.approx(250.0, rel=0.01)] * 2
