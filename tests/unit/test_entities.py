@@ -141,3 +141,18 @@ def test_leftovers_of_a_cut_short_checkpoint_do_not_survive_a_second_crash() -> 
     again = EntityTable(0)
     again.restore(store.items(), max_seq=restored.seq)
     assert again.items == restored.items == {"a": {DUE: 10}, "c": {DUE: 30}}
+
+
+def test_touched_entity_is_checkpointed_and_fires_at_its_later_deadline() -> None:
+    table = EntityTable(0)
+    session = {DUE: 30_000, "views": 1}
+    table.put("s", session)
+    table.checkpoint(Checkpoint())  # nothing pending after this
+    session["views"] = 2
+    session[DUE] = 95_000  # later: the lazy bucket entry is re-filed when it comes up
+    table.touch("s")
+    cp = Checkpoint()
+    table.checkpoint(cp)
+    assert list(cp.writes.values()) == [{"s": {DUE: 95_000, "views": 2}}]
+    assert fire(table, 94_999) == []
+    assert fire(table, 95_000) == [(95_000, "s")]
