@@ -15,7 +15,9 @@ from expmon.settings import Settings
 
 log = logging.getLogger("expmon")
 
-DEMO_INCIDENTS = ("slow_pages@30s+240s:region=eu-west", "payment_outage@30s+240s:provider=adyen")
+# Slow pages from 10 s: the first 1-minute window holding them closes (end + 30 s lateness)
+# 60-110 s after start, whatever the phase of the minute the demo starts in.
+DEMO_INCIDENTS = ("slow_pages@10s+240s:region=eu-west", "payment_outage@30s+240s:provider=adyen")
 
 EPILOG = """\
 Every flag has an EXPMON_* environment variable (EXPMON_KAFKA_BOOTSTRAP,
@@ -331,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--incident",
         action="append",
         metavar="KIND@START+DURATION[:k=v,...]",
-        help="incident to inject (repeatable; default: slow_pages@30s+240s:region=eu-west and "
+        help="incident to inject (repeatable; default: slow_pages@10s+240s:region=eu-west and "
         "payment_outage@30s+240s:provider=adyen)",
     )
 
