@@ -29,7 +29,7 @@ $(STAMP):
 	touch $@
 
 kafka-jars: venv
-	$(BIN)/python -m expmon.kafka_local fetch
+	$(BIN)/python -m expmon.local.kafka fetch
 
 lint: venv
 	$(BIN)/ruff check .

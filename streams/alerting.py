@@ -17,7 +17,7 @@ from expmon.alerting.engine import AlertEngine, EngineOutput
 from expmon.alerting.pipeline import PipelineTelemetry
 from expmon.alerting.rules import Rule
 from expmon.alerting.sinks import AlertmanagerSink, AlertSink, LogSink, TopicSink
-from expmon.merge import ViewResult
+from expmon.engine.merge import ViewResult
 from streams.state import TableState
 
 if TYPE_CHECKING:

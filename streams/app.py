@@ -16,9 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from expmon import codec
 from expmon.alerting.rules import Rule
-from expmon.metrics import Metrics
+from expmon.exposition.metrics import Metrics
 from expmon.settings import Settings
-from streams import checkout, logistics, page_loads, window_partials
+from streams import checkout, logistics, page_load, window_partials
 from streams.alerting import AlertRunner
 from streams.runner import MergeRunner, StageRunner
 
@@ -158,7 +158,7 @@ def build_runtime(
         settings.topic_windows, key_serializer="raw", value_serializer="raw"
     )
     rt.alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
-    rt.stage_runners.append(page_loads.register(rt))
+    rt.stage_runners.append(page_load.register(rt))
     rt.stage_runners.append(checkout.register(rt))
     rt.stage_runners.append(logistics.register(rt))
     rt.merge_runners.extend(window_partials.register(rt))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from expmon.checkout import CheckoutStage
+from expmon.families.checkout import CheckoutStage
 from streams.runner import StageRunner, register_stage
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from expmon.logistics import LogisticsStage
+from expmon.families.logistics import LogisticsStage
 from streams.runner import StageRunner, register_stage
 
 if TYPE_CHECKING:

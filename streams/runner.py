@@ -15,9 +15,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from expmon import codec
-from expmon.ingest import RawRecord, StageOutput, WindowedStage
-from expmon.merge import MergeOutput, WindowMerger
-from expmon.windows import partition_of_state_key
+from expmon.engine.merge import MergeOutput, WindowMerger
+from expmon.engine.stage import RawRecord, StageOutput, WindowedStage
+from expmon.engine.windows import partition_of_state_key
 from streams.state import TableState
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from expmon import codec
-from expmon.windows import Checkpoint
+from expmon.engine.windows import Checkpoint
 
 
 class TableState:

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 
 from expmon.alerting.rules import Rule
 from expmon.alerting.signals import Row, format_value
-from expmon.merge import ViewResult
+from expmon.engine.merge import ViewResult
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from expmon.kafka_local import LocalKafka
-from expmon.localprocs import LocalAlertmanager
+from expmon.local.kafka.broker import LocalKafka
+from expmon.local.procs import LocalAlertmanager
 from expmon.settings import Settings, default_cache_dir
 from tests.integration.alertmanager import WebhookReceiver
 

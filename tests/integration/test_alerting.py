@@ -17,10 +17,10 @@ from kafka import KafkaProducer
 
 from expmon.alerting.rules import load_rules
 from expmon.cli import main
-from expmon.localprocs import LocalAlertmanager, LocalPrometheus
+from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.local.procs import LocalAlertmanager, LocalPrometheus
 from expmon.settings import Settings
-from expmon.simulator import Record, TrafficGenerator, encode_records, parse_incidents
-from expmon.topics import default_topic_specs, ensure_topics
+from expmon.sim.simulator import Record, TrafficGenerator, encode_records, parse_incidents
 from schemas.events import EventFamily
 from tests.integration.alertmanager import WebhookReceiver
 from tests.integration.worker_process import WorkerProcess, final_views

@@ -32,11 +32,11 @@ import pytest
 from kafka import KafkaProducer
 
 from expmon.cli import main
-from expmon.dashboards import DASHBOARDS, dashboard_json
-from expmon.localprocs import LocalPrometheus
+from expmon.dashboards.generate import DASHBOARDS, dashboard_json
+from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.local.procs import LocalPrometheus
 from expmon.settings import Settings
-from expmon.simulator import TrafficGenerator, encode_records, parse_incidents
-from expmon.topics import default_topic_specs, ensure_topics
+from expmon.sim.simulator import TrafficGenerator, encode_records, parse_incidents
 from schemas.events import EventFamily
 from tests.integration.worker_process import WorkerProcess, final_views
 

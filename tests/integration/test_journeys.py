@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.settings import Settings
-from expmon.simulator import BadRecord, TrafficGenerator, encode_records, parse_incidents
+from expmon.sim.simulator import BadRecord, TrafficGenerator, encode_records, parse_incidents
+from expmon.sim.truth.base import dedupe
+from expmon.sim.truth.checkout import checkout_truth
+from expmon.sim.truth.checkout import row_key as checkout_row_key
+from expmon.sim.truth.logistics import logistics_truth
 from expmon.timeutil import parse_event_time_ms
-from expmon.topics import default_topic_specs, ensure_topics
-from expmon.truth import dedupe
-from expmon.truth_checkout import checkout_truth
-from expmon.truth_checkout import row_key as checkout_row_key
-from expmon.truth_logistics import logistics_truth
 from schemas.events import EventFamily
 from tests.integration.worker_process import WorkerProcess, final_views
 

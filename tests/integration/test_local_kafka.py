@@ -9,9 +9,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from expmon.errors import LocalKafkaError
-from expmon.kafka_local import LocalKafka
+from expmon.kafka.admin import TopicSpec, default_topic_specs, ensure_topics, partition_count
+from expmon.local.kafka.broker import LocalKafka
 from expmon.settings import Settings, default_cache_dir
-from expmon.topics import TopicSpec, default_topic_specs, ensure_topics, partition_count
 
 SettingsFactory = Callable[..., Settings]
 

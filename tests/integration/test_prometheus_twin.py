@@ -10,7 +10,7 @@ import yaml
 
 from expmon.alerting.promrules import export
 from expmon.alerting.rules import load_rules
-from expmon.localprocs import binary
+from expmon.local.procs import binary
 
 PL = 'region="all",window="5m"'
 PAY = 'user_type="all",window="5m"'

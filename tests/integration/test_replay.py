@@ -17,12 +17,12 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from expmon import codec
 from expmon.cli import main
-from expmon.localprocs import LocalAlertmanager
-from expmon.replay import canonical
-from expmon.replay_run import ReplayOptions, run_replay
+from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.local.procs import LocalAlertmanager
+from expmon.replay.run import ReplayOptions, run_replay
+from expmon.replay.session import canonical
 from expmon.settings import Settings
 from expmon.timeutil import format_ms
-from expmon.topics import default_topic_specs, ensure_topics
 from tests.integration.alertmanager import WebhookReceiver
 from tests.integration.test_alerting import (
     INCIDENT_RULES,

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from expmon import codec
-from expmon.localprocs import free_port
+from expmon.local.procs import free_port
 from expmon.settings import Settings
 
 

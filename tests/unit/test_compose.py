@@ -15,9 +15,9 @@ import yaml
 
 from expmon.alerting.promrules import export
 from expmon.alerting.rules import load_rules
-from expmon.localprocs import binary
+from expmon.local.procs import binary
 from expmon.settings import Settings
-from expmon.simulator import parse_incidents
+from expmon.sim.simulator import parse_incidents
 
 ROOT = Path(__file__).resolve().parents[2]
 # services that run until stopped, each with a health check
@@ -90,7 +90,8 @@ def test_dockerfile_copies_every_package() -> None:
     """`pip install .` in the image needs every package pyproject.toml lists."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, flags=re.MULTILINE))
-    packages = {p.split(".")[0] for p in pyproject()["tool"]["setuptools"]["packages"]}
+    include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*").split(".")[0] for p in include}
     assert packages <= copied, sorted(packages - copied)
 
 

@@ -1,0 +1,1 @@
+"""`expmon bench`: throughput beside the peers, alert latency, state memory."""

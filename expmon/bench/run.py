@@ -1,0 +1,899 @@
+"""`expmon bench`: page-load throughput of the pipeline beside a bare consumer, and RSS.
+
+One run, one broker (a local Kafka 4.1.1 unless `--bootstrap` is given). Two datasets of
+valid page_load events are produced first, untimed, into fresh 3-partition topics:
+single-event records and batch records (100 events, a JSON array). Then, per dataset:
+
+* bare aiokafka+orjson ceiling: a consumer that only decodes (`expmon.bench.baseline`,
+  `--mode bare`), timed by itself from its first record, best of 3 passes;
+* expmon pipeline: the real `expmon worker` as a subprocess, `expmon_events_total` polled
+  from its /metrics (`name[]` filter; 0.1 s near the start and the end, 1 s in between);
+  throughput = events from the first nonzero `expmon_events_total` to the total, over
+  the time between (start-up, topic creation and rebalance are excluded);
+* plain faust agent: `expmon.bench.baseline` (faust mode), the same per-record work one
+  event at a time, timed like the worker.
+
+A watched scenario that does not finish within `timeout_s` fails; one still running
+`measure_s` after its first event is stopped and measured over what it did ("capped").
+
+Every scenario runs in its own process so that its peak RSS (VmHWM) is its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from kafka import KafkaAdminClient
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from expmon import codec
+from expmon.bench.alert_latency import measure_alert_latency
+from expmon.bench.baseline import aiokafka_kwargs, parse_vm_hwm_kb, read_vm_hwm_kb
+from expmon.bench.statemem import measure_state_memory
+from expmon.errors import ExpmonError
+from expmon.kafka.admin import TopicSpec, ensure_topics
+from expmon.local.kafka.broker import KAFKA_VERSION, LocalKafka, free_port
+from expmon.settings import Settings, default_cache_dir
+from schemas.events import Event
+
+log = logging.getLogger(__name__)
+
+BARE = "bare aiokafka+orjson"
+PIPELINE = "expmon pipeline"
+FAUST = "plain faust agent"
+REPLAY_KAFKA = "expmon replay (Kafka)"
+REPLAY_FILE = "expmon replay (file)"
+SCENARIOS = (BARE, PIPELINE, FAUST, REPLAY_KAFKA, REPLAY_FILE)
+
+SINGLE = "single"
+BATCH = "batch100"
+
+POLL_SECONDS = 0.1
+# The bench polls `expmon_events_total` alone (`/metrics?name[]=...`): the whole page
+# costs the worker's event loop tens of ms once the page-load views are populated (~5k
+# series, ~600 kB), a load no Prometheus puts on it. Still, poll fast only to catch the
+# first event and the end.
+POLL_SLOW_SECONDS = 1.0
+STOP_GRACE_SECONDS = 15.0
+DEFAULT_TIMEOUT_SECONDS = 180.0
+DEFAULT_MEASURE_SECONDS = 60.0
+LOG_TAIL_LINES = 25
+
+# Route templates with (weight, median load ms): what a shop's page views look like.
+ROUTES: dict[str, tuple[float, float]] = {
+    "/": (0.14, 900.0),
+    "/search": (0.16, 1100.0),
+    "/category/:slug": (0.18, 1300.0),
+    "/product/:id": (0.30, 1500.0),
+    "/cart": (0.08, 800.0),
+    "/checkout": (0.06, 1200.0),
+    "/checkout/payment": (0.04, 1700.0),
+    "/account": (0.04, 1000.0),
+}
+REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "ap-southeast", "sa-east")
+DEVICE_PLATFORMS: dict[str, tuple[str, ...]] = {
+    "mobile": ("web", "ios", "android"),
+    "desktop": ("web",),
+    "tablet": ("web", "ios", "android"),
+}
+DEVICE_WEIGHTS = {"mobile": 0.58, "desktop": 0.34, "tablet": 0.08}
+CHANNELS = ("ads", "organic", "social", "direct", "other")
+LOAD_SIGMA = 0.55
+
+
+class BenchError(ExpmonError):
+    """A bench scenario could not be run or did not finish."""
+
+
+# --------------------------------------------------------------------------- data
+def generate_events(
+    n: int,
+    *,
+    seed: int = 7,
+    start_ms: int | None = None,
+    rate_per_s: float = 1000.0,
+    jitter_ms: int = 200,
+    sessions: int = 5000,
+) -> Iterator[Event]:
+    """`n` valid page_load events, event time increasing at `rate_per_s` with small jitter.
+
+    By default the last event lies a minute before now, so event times are plausible.
+    """
+    rng = random.Random(seed)
+    step_ms = 1000.0 / rate_per_s
+    if start_ms is None:
+        start_ms = int(time.time() * 1000 - n * step_ms - 60_000)
+    devices = tuple(DEVICE_WEIGHTS)
+    device_cum = _cumulative(DEVICE_WEIGHTS.values())
+    pool: list[tuple[str, str, str, str, str, bool]] = []
+    for s in range(sessions):
+        device = rng.choices(devices, cum_weights=device_cum)[0]
+        pool.append(
+            (
+                f"s-{seed}-{s:06d}",
+                device,
+                rng.choice(DEVICE_PLATFORMS[device]),
+                rng.choice(REGIONS),
+                rng.choice(CHANNELS),
+                rng.random() < 0.2,
+            )
+        )
+    routes = tuple(ROUTES)
+    route_cum = _cumulative(w for w, _ in ROUTES.values())
+    log_medians = [math.log(median) for _, median in ROUTES.values()]
+    for i in range(n):
+        session_id, device, platform_, region, channel, new_user = pool[rng.randrange(sessions)]
+        r = rng.choices(range(len(routes)), cum_weights=route_cum)[0]
+        t = start_ms + int(i * step_ms)
+        yield {
+            "event_id": f"pl-{seed}-{i:09d}",
+            "occurred_at": t - (rng.randint(0, jitter_ms) if jitter_ms else 0),
+            "schema_version": 1,
+            "session_id": session_id,
+            "device": device,
+            "platform": platform_,
+            "region": region,
+            "channel": channel,
+            "is_new_user": new_user,
+            "page": routes[r],
+            "load_ms": round(rng.lognormvariate(log_medians[r], LOAD_SIGMA), 1),
+        }
+
+
+def _cumulative(weights: Iterable[float]) -> list[float]:
+    total = 0.0
+    out = []
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+Record = tuple[int, bytes | None, bytes]  # partition, key, value
+
+
+@dataclass
+class Dataset:
+    name: str
+    topic: str
+    events_per_record: int
+    events: int = 0
+    records: list[Record] = field(default_factory=list)
+
+
+def build_datasets(
+    events: Iterator[Event],
+    batch_size: int,
+    partitions: int,
+    run_id: str,
+    single_limit: int | None = None,
+) -> tuple[Dataset, Dataset]:
+    """One pass over the events: single-event records keyed by session, and batch records.
+
+    `single_limit` caps the single-event dataset (the batched one takes every event): the
+    batched pipeline is ten times faster and needs more events for a steady measurement.
+    """
+    single = Dataset(SINGLE, f"expmon-bench-{run_id}-{SINGLE}", 1)
+    batched = Dataset(BATCH, f"expmon-bench-{run_id}-{BATCH}", batch_size)
+    chunk: list[Event] = []
+
+    def flush() -> None:
+        n = len(batched.records)
+        batched.records.append((n % partitions, f"batch-{n}".encode(), codec.dumps(chunk)))
+        batched.events += len(chunk)
+        chunk.clear()
+
+    for event in events:
+        if single_limit is None or single.events < single_limit:
+            key = event["session_id"].encode()
+            single.records.append((zlib.crc32(key) % partitions, key, codec.dumps(event)))
+            single.events += 1
+        chunk.append(event)
+        if len(chunk) >= batch_size:
+            flush()
+    if chunk:
+        flush()
+    return single, batched
+
+
+async def produce(
+    settings: Settings,
+    dataset: Dataset,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
+    """Send the dataset's records with large explicit per-partition batches."""
+    producer = AIOKafkaProducer(
+        **aiokafka_kwargs(settings),
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        max_request_size=1024 * 1024,
+        acks=1,
+    )
+    await producer.start()
+    try:
+        batches: dict[int, Any] = {}
+        counts: dict[int, int] = {}
+        pending: list[asyncio.Future[Any]] = []
+
+        async def send(partition: int) -> None:
+            batch = batches.pop(partition)
+            pending.append(await producer.send_batch(batch, dataset.topic, partition=partition))
+            if on_progress is not None:
+                on_progress(counts.pop(partition))
+
+        for partition, key, value in dataset.records:
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                await send(partition)
+                batch = batches[partition] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise BenchError(f"a record of {len(value)} bytes does not fit a batch")
+            counts[partition] = counts.get(partition, 0) + 1
+        for partition in list(batches):
+            await send(partition)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class ScenarioResult:
+    scenario: str
+    dataset: str
+    events_per_record: int
+    measured_events: float = 0.0
+    seconds: float = 0.0
+    peak_rss_mb: float | None = None
+    ceiling_ratio: float | None = None
+    complete: bool = True
+    error: str | None = None
+    polls: int | None = None
+    scrape_kb: float | None = None
+    scrape_ms: float | None = None
+
+    @property
+    def events_per_s(self) -> float | None:
+        if self.error is not None or self.seconds <= 0 or self.measured_events <= 0:
+            return None
+        return self.measured_events / self.seconds
+
+    @property
+    def records_per_s(self) -> float | None:
+        eps = self.events_per_s
+        return None if eps is None else eps / self.events_per_record
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["events_per_s"] = self.events_per_s
+        data["records_per_s"] = self.records_per_s
+        return data
+
+
+def fill_ratios(results: Sequence[ScenarioResult]) -> None:
+    """Set each result's events/s ratio to the bare ceiling of the same dataset."""
+    ceilings = {r.dataset: r.events_per_s for r in results if r.scenario == BARE}
+    for result in results:
+        ceiling = ceilings.get(result.dataset)
+        eps = result.events_per_s
+        result.ceiling_ratio = eps / ceiling if eps is not None and ceiling else None
+
+
+def measure(samples: Sequence[tuple[float, float]], total: float) -> tuple[float, float, bool]:
+    """(events, seconds, complete) from (time, count) samples.
+
+    From the first sample with a nonzero count to the first reaching `total` (or the
+    last sample, then `complete` is False).
+    """
+    first = next((s for s in samples if s[1] > 0), None)
+    if first is None:
+        return 0.0, 0.0, False
+    last = next((s for s in samples if s[1] >= total), None)
+    complete = last is not None
+    if last is None:
+        last = samples[-1]
+    return last[1] - first[1], last[0] - first[0], complete
+
+
+def next_poll_interval(samples: Sequence[tuple[float, float]], total: float) -> float:
+    """0.1 s until the first event and when the end is near (by the rate so far), else 1 s."""
+    first = next((s for s in samples if s[1] > 0), None)
+    if first is None or not samples:
+        return POLL_SECONDS
+    last = samples[-1]
+    if last[0] <= first[0] or last[1] <= first[1]:
+        return POLL_SECONDS
+    rate = (last[1] - first[1]) / (last[0] - first[0])
+    remaining_s = (total - last[1]) / rate
+    return POLL_SLOW_SECONDS if remaining_s > 2 * POLL_SLOW_SECONDS else POLL_SECONDS
+
+
+def parse_events_total(text: str, topic: str) -> float:
+    """Sum of `expmon_events_total` samples labelled with `topic` in a Prometheus text page."""
+    needle = f'topic="{topic}"'
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("expmon_events_total{") and needle in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    ram_gb: float | None = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+                break
+    return {
+        "cores": os.cpu_count(),
+        "ram_gb": ram_gb,
+        "cpu": cpu_model,
+        "python": platform.python_version(),
+        "kafka": KAFKA_VERSION,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        if r.error is not None:
+            measured = f"FAILED: {r.error.splitlines()[0][:60]}"
+        else:
+            measured = f"{r.measured_events:,.0f} ev in {r.seconds:.2f} s"
+            if not r.complete:
+                measured += " (capped)"
+        rows.append(
+            [
+                r.scenario,
+                r.dataset,
+                _fmt(r.events_per_s, ",.0f"),
+                _fmt(r.records_per_s, ",.0f"),
+                _fmt(r.peak_rss_mb, ".0f"),
+                "-" if r.ceiling_ratio is None else f"{r.ceiling_ratio:.2f}x",
+                measured,
+            ]
+        )
+    return rows
+
+
+COLUMNS = ("scenario", "dataset", "events/s", "records/s", "peak RSS MB", "vs ceiling", "measured")
+
+
+def render(console: Console, report: dict[str, Any], results: Sequence[ScenarioResult]) -> None:
+    m = report["machine"]
+    table = Table(
+        title=(
+            f"expmon bench: page_load events, {report['events']:,} single-event records, "
+            f"{report.get('batch_events', report['events']):,} in batch records"
+        ),
+        caption=(
+            f"{m['cores']} cores, {m['ram_gb']} GB RAM, {m['cpu']}; "
+            f"Python {m['python']}, Kafka {m['kafka']}"
+        ),
+    )
+    for i, name in enumerate(COLUMNS):
+        table.add_column(name, justify="right" if 2 <= i <= 5 else "left")
+    for row in table_rows(results):
+        table.add_row(*row)
+    if results:
+        console.print(table)
+        for note in report["notes"]:
+            console.print(f"- {note}", highlight=False)
+    memory = report.get("state_memory")
+    if memory:
+        console.print(
+            f"state memory: {memory['sessions']:,} open sessions ~{memory['bytes_per_session']} B "
+            f"each, {memory['orders']:,} open orders ~{memory['bytes_per_order']} B each "
+            f"(tracemalloc over the stages, in-process; process RSS {memory['rss_mb']} MB)",
+            highlight=False,
+        )
+    latency = report.get("alert_latency")
+    if latency:
+        stream, prom = latency["in_stream"], latency["prometheus_twin"]
+        console.print(
+            f"alert latency, revealing event -> Alertmanager: in-stream p50 {stream['p50_ms']} ms, "
+            f"p99 {stream['p99_ms']} ms (n={stream['n']}); Prometheus twin (scrape and "
+            f"evaluation every {latency['prometheus_scrape_and_evaluation_interval']}) p50 "
+            f"{prom['p50_ms']} ms, p99 {prom['p99_ms']} ms (n={prom['n']})",
+            highlight=False,
+        )
+    console.print(f"total bench time {report['total_seconds']:.0f} s", highlight=False)
+
+
+NOTES = (
+    "events/s: events counted from the first nonzero count to the total, over the time "
+    "between; process start-up, topic creation, rebalance and the first fetch are excluded",
+    "records/s = events/s / events per record (1 or 100)",
+    "bare ceiling: best of 3 passes over the topic by one consumer process, each timed from "
+    "its first record",
+    "every scenario is its own process; peak RSS = its VmHWM at the end",
+    "expmon pipeline and plain faust agent: expmon_events_total polled from "
+    "/metrics?name[]=expmon_events_total every 0.1 s until the first event and near the "
+    "end, every 1 s in between (the full page is scraped only at the end: its size and time)",
+    "expmon replay: the whole topic through the same stages, mergers and rules in one "
+    "process, state in memory; timed by itself from start to report (Kafka: including the "
+    "offset look-up and consumer start), the file a recording made beforehand, untimed",
+    "plain faust agent: stream.events(), one event at a time: RecordDecoder + "
+    "PageLoadStage.process([record]) per record (so the stage's checkpoint is computed per "
+    "record); it does not publish partials, dead letters or state (the pipeline does)",
+)
+
+
+# --------------------------------------------------------------------------- processes
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        log.warning(
+            "%s did not stop within %.0f s of SIGTERM; killing it", name, STOP_GRACE_SECONDS
+        )
+        proc.kill()
+        proc.wait(timeout=STOP_GRACE_SECONDS)
+
+
+def _scrape(port: int, topic: str, only_events: bool = True) -> tuple[float, int, float] | None:
+    """(events counted, page bytes, seconds the request took) or None if not reachable.
+
+    `only_events`: ask for `expmon_events_total` alone (`name[]`), so that polling does
+    not cost the worker a full page each time.
+    """
+    query = "?name[]=expmon_events_total" if only_events else ""
+    started = time.perf_counter()
+    try:
+        url = f"http://127.0.0.1:{port}/metrics{query}"
+        with urllib.request.urlopen(url, timeout=2.0) as resp:
+            body = resp.read()
+    except (urllib.error.URLError, OSError):
+        return None
+    took = time.perf_counter() - started
+    try:
+        return parse_events_total(body.decode(), topic), len(body), took
+    except ValueError:
+        return None
+
+
+@dataclass
+class Runner:
+    """What every scenario run needs: settings, scratch space, limits, progress."""
+
+    settings: Settings
+    workdir: Path
+    run_id: str
+    progress: Progress
+    timeout_s: float = DEFAULT_TIMEOUT_SECONDS
+    measure_s: float = DEFAULT_MEASURE_SECONDS
+    log_level: str = "WARNING"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["EXPMON_KAFKA_BOOTSTRAP"] = self.settings.kafka_bootstrap
+        env["EXPMON_LOG_LEVEL"] = self.log_level
+        env.update(extra)
+        return env
+
+    def bare(self, dataset: Dataset, partitions: int) -> ScenarioResult:
+        result = ScenarioResult(BARE, dataset.name, dataset.events_per_record)
+        logfile = self.workdir / f"bare-{dataset.name}.log"
+        cmd = [
+            sys.executable, "-m", "expmon.bench.baseline", "--mode", "bare",
+            "--bootstrap", self.settings.kafka_bootstrap, "--topic", dataset.topic,
+            "--events", str(dataset.events), "--timeout", str(self.timeout_s),
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        task = self.progress.add_task(f"{BARE} / {dataset.name}", total=None)
+        try:
+            with logfile.open("wb") as err:
+                done = subprocess.run(
+                    cmd, stdout=subprocess.PIPE, stderr=err, env=self.env(),
+                    timeout=self.timeout_s + 30, check=False,
+                )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"did not finish within {self.timeout_s + 30:.0f} s") from None
+        finally:
+            self.progress.remove_task(task)
+        if done.returncode != 0:
+            raise BenchError(f"exited with {done.returncode}\n{_tail(logfile)}")
+        data = orjson.loads(done.stdout.strip().splitlines()[-1])
+        result.measured_events = float(data["measured_events"])
+        result.seconds = float(data["seconds"])
+        if data.get("peak_rss_kb"):
+            result.peak_rss_mb = data["peak_rss_kb"] / 1024
+        return result
+
+    def watched(
+        self, scenario: str, dataset: Dataset, cmd: list[str], env: dict[str, str], port: int
+    ) -> ScenarioResult:
+        """Run `cmd`, poll its /metrics until the dataset is through, then stop it."""
+        result = ScenarioResult(scenario, dataset.name, dataset.events_per_record)
+        logfile = self.workdir / f"{scenario.replace(' ', '-')}-{dataset.name}.log"
+        total = float(dataset.events)
+        task = self.progress.add_task(f"{scenario} / {dataset.name}", total=total)
+        samples: list[tuple[float, float]] = []
+        started = time.monotonic()
+        with logfile.open("wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            first_at: float | None = None
+            while True:
+                tick = time.monotonic()
+                if proc.poll() is not None:
+                    raise BenchError(
+                        f"exited with {proc.returncode} before finishing"
+                        f" ({samples[-1][1] if samples else 0:.0f}/{total:.0f} events)"
+                        f"\n{_tail(logfile)}"
+                    )
+                scraped = _scrape(port, dataset.topic)
+                if scraped is not None:
+                    count = scraped[0]
+                    samples.append((time.perf_counter(), count))
+                    self.progress.update(task, completed=count)
+                    if count > 0 and first_at is None:
+                        first_at = tick
+                    if count >= total:
+                        break
+                    if first_at is not None and tick - first_at >= self.measure_s:
+                        log.info(
+                            "%s / %s: measured for %.0f s, stopping at %.0f/%.0f events",
+                            scenario,
+                            dataset.name,
+                            self.measure_s,
+                            count,
+                            total,
+                        )
+                        break
+                if tick - started > self.timeout_s:
+                    seen = samples[-1][1] if samples else 0
+                    raise BenchError(
+                        f"did not finish within {self.timeout_s:.0f} s "
+                        f"({seen:.0f}/{total:.0f} events)\n{_tail(logfile)}"
+                    )
+                interval = next_poll_interval(samples, total)
+                time.sleep(max(0.0, interval - (time.monotonic() - tick)))
+            rss_kb = read_vm_hwm_kb(proc.pid)
+            result.peak_rss_mb = rss_kb / 1024 if rss_kb is not None else None
+            self._measure_full_page(result, port, dataset.topic)
+        finally:
+            self.progress.remove_task(task)
+            _stop(proc, scenario)
+        events, seconds, complete = measure(samples, total)
+        if seconds <= 0:
+            raise BenchError(
+                "the whole dataset was done before the second metrics sample; use more --events"
+            )
+        result.measured_events, result.seconds, result.complete = events, seconds, complete
+        result.polls = len(samples)
+        return result
+
+    @staticmethod
+    def _measure_full_page(result: ScenarioResult, port: int, topic: str) -> None:
+        """Size and time of the whole /metrics page at the end (at its largest then)."""
+        pages = [p for p in (_scrape(port, topic, only_events=False) for _ in range(3)) if p]
+        if pages:
+            result.scrape_kb = round(max(n for _, n, _ in pages) / 1024, 1)
+            result.scrape_ms = round(1000 * sorted(t for _, _, t in pages)[len(pages) // 2], 1)
+
+    def pipeline(self, dataset: Dataset) -> ScenarioResult:
+        app_id = f"expmon-bench-{self.run_id}-{dataset.name}"
+        port = free_port()
+        state_dir = self.workdir / f"state-{dataset.name}"
+        env = self.env(
+            EXPMON_APP_ID=app_id,
+            EXPMON_TOPIC_PAGE_LOADS=dataset.topic,
+            EXPMON_METRICS_PORT=str(port),
+            EXPMON_STATE_DIR=str(state_dir),
+            **{
+                f"EXPMON_TOPIC_{name.upper()}": f"{app_id}-{name.replace('_', '-')}"
+                for name in (
+                    "checkout", "logistics", "dlq", "alerts", "window_partials", "windows",
+                )
+            },
+        )  # fmt: skip
+        cmd = [sys.executable, "-m", "expmon.cli", "--log-level", self.log_level, "worker"]
+        return self.watched(PIPELINE, dataset, cmd, env, port)
+
+    def faust(self, dataset: Dataset, partitions: int) -> ScenarioResult:
+        app_id = f"expmon-bench-{self.run_id}-faust-{dataset.name}"
+        port = free_port()
+        env = self.env(EXPMON_STATE_DIR=str(self.workdir / f"faust-{dataset.name}"))
+        cmd = [
+            sys.executable, "-m", "expmon.bench.baseline",
+            "--bootstrap", self.settings.kafka_bootstrap, "--topic", dataset.topic,
+            "--app-id", app_id, "--port", str(port), "--partitions", str(partitions),
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        return self.watched(FAUST, dataset, cmd, env, port)
+
+    def replay(self, dataset: Dataset, from_file: bool) -> ScenarioResult:
+        """`expmon replay` of the whole topic, from Kafka or from a recording of it."""
+        scenario = REPLAY_FILE if from_file else REPLAY_KAFKA
+        result = ScenarioResult(scenario, dataset.name, dataset.events_per_record)
+        env = self.env(EXPMON_TOPIC_PAGE_LOADS=dataset.topic)
+        base = [sys.executable, "-m", "expmon.cli", "--log-level", self.log_level]
+        source = ["--topic", dataset.topic]
+        logfile = self.workdir / f"replay-{dataset.name}.log"
+        if from_file:
+            recording = self.workdir / f"{dataset.name}.ndjson"
+            if not recording.exists():  # untimed: the recording is the input, not the work
+                self._run([*base, "record", "dump", *source, "-o", str(recording),
+                           "--no-progress"], env, logfile)  # fmt: skip
+            source = ["--file", str(recording)]
+        stats = self.workdir / f"replay-{dataset.name}-stats.json"
+        task = self.progress.add_task(f"{scenario} / {dataset.name}", total=None)
+        try:
+            self._run(
+                [*base, "replay", *source, "--no-progress", "--stats", str(stats),
+                 "--report", str(self.workdir / f"replay-{dataset.name}.json")],
+                env, logfile,
+            )  # fmt: skip
+        finally:
+            self.progress.remove_task(task)
+        data = orjson.loads(stats.read_bytes())
+        result.measured_events = float(data["events"])
+        result.seconds = float(data["seconds"])
+        if data.get("peak_rss_kb"):
+            result.peak_rss_mb = data["peak_rss_kb"] / 1024
+        return result
+
+    def _run(self, cmd: list[str], env: dict[str, str], logfile: Path) -> None:
+        try:
+            with logfile.open("ab") as out:
+                done = subprocess.run(
+                    cmd, stdout=subprocess.DEVNULL, stderr=out, env=env,
+                    timeout=self.timeout_s, check=False,
+                )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"did not finish within {self.timeout_s:.0f} s") from None
+        if done.returncode != 0:
+            raise BenchError(f"exited with {done.returncode}\n{_tail(logfile)}")
+
+
+def _delete_topics(settings: Settings, run_id: str) -> None:
+    """Best effort: drop every topic this run created on a broker that outlives it."""
+    try:
+        admin = KafkaAdminClient(**settings.kafka_client_kwargs(), client_id="expmon-bench")
+    except Exception as exc:
+        log.warning("could not clean up the bench topics: %r", exc)
+        return
+    try:
+        names = [t for t in admin.list_topics() if run_id in t]
+        if names:
+            admin.delete_topics(names)
+            log.info("deleted %d bench topics", len(names))
+    except Exception as exc:
+        log.warning("could not clean up the bench topics: %r", exc)
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------- entry point
+def run_bench(
+    bootstrap: str | None,
+    log_level: str,
+    events: int,
+    output: str | None,
+    *,
+    batch_events: int = 1_000_000,
+    batch_size: int = 100,
+    partitions: int = 3,
+    seed: int = 7,
+    timeout_s: float = DEFAULT_TIMEOUT_SECONDS,
+    measure_s: float = DEFAULT_MEASURE_SECONDS,
+    scenarios: Sequence[str] = SCENARIOS,
+    keep_topics: bool = False,
+    throughput: bool = True,
+    alert_latency: bool = True,
+    latency_samples: int = 20,
+) -> int:
+    """Run every scenario on both datasets and the alert latency, print the tables;
+    0 if all succeeded, else 1."""
+    if events < batch_size:
+        raise BenchError(f"--events must be at least {batch_size}")
+    began = time.monotonic()
+    kafka = None
+    if bootstrap is None:
+        log.info("starting a local Kafka %s broker", KAFKA_VERSION)
+        kafka = LocalKafka(default_cache_dir())
+        kafka.start()
+        bootstrap = kafka.bootstrap
+    settings = Settings.from_env(kafka_bootstrap=bootstrap, log_level=log_level)
+    run_id = f"{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    results: list[ScenarioResult] = []
+    latency: dict[str, Any] | None = None
+    latency_error: str | None = None
+    stderr = Console(stderr=True)
+    if not throughput:
+        scenarios = ()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="expmon-bench-") as tmp,
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:>9,.0f}"),
+                TimeElapsedColumn(),
+                console=stderr,
+                transient=True,
+            ) as progress,
+        ):
+            runner = Runner(
+                settings, Path(tmp), run_id, progress, timeout_s, measure_s,
+                log_level="WARNING" if log_level == "INFO" else log_level,
+            )  # fmt: skip
+            datasets = (
+                ()
+                if not scenarios
+                else _prepare(
+                    settings,
+                    events=events,
+                    batch_events=batch_events,
+                    batch_size=batch_size,
+                    partitions=partitions,
+                    seed=seed,
+                    run_id=run_id,
+                    progress=progress,
+                )
+            )
+            for scenario in scenarios:
+                for dataset in datasets:
+                    log.info("scenario %s on %s", scenario, dataset.name)
+                    try:
+                        if scenario == BARE:
+                            result = runner.bare(dataset, partitions)
+                        elif scenario == PIPELINE:
+                            result = runner.pipeline(dataset)
+                        elif scenario in (REPLAY_KAFKA, REPLAY_FILE):
+                            result = runner.replay(dataset, from_file=scenario == REPLAY_FILE)
+                        else:
+                            result = runner.faust(dataset, partitions)
+                    except (BenchError, OSError, ValueError, KeyError) as exc:
+                        log.error("scenario %s on %s failed: %s", scenario, dataset.name, exc)
+                        result = ScenarioResult(
+                            scenario, dataset.name, dataset.events_per_record, error=str(exc)
+                        )
+                    results.append(result)
+                    log.info(
+                        "%s / %s: %s events/s", scenario, dataset.name,
+                        _fmt(result.events_per_s, ",.0f"),
+                    )  # fmt: skip
+            if alert_latency:
+                log.info("alert latency: in-stream engine vs Prometheus twin (a few minutes)")
+                try:
+                    latency = measure_alert_latency(
+                        settings, Path(tmp), samples=latency_samples
+                    ).to_dict()
+                except (ExpmonError, OSError) as exc:
+                    log.error("alert latency failed: %s", exc)
+                    latency_error = str(exc)
+    finally:
+        if kafka is not None:
+            kafka.stop()
+        elif not keep_topics:
+            _delete_topics(settings, run_id)
+
+    fill_ratios(results)
+    log.info("measuring state memory (100k open sessions, 10k open orders)")
+    state_memory = measure_state_memory().to_dict()
+    report: dict[str, Any] = {
+        "events": events,
+        "batch_events": batch_events,
+        "batch_size": batch_size,
+        "partitions": partitions,
+        "machine": machine_info(),
+        "notes": list(NOTES),
+        "total_seconds": round(time.monotonic() - began, 1),
+        "results": [r.to_dict() for r in results],
+        "state_memory": state_memory,
+        "alert_latency": latency,
+    }
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    render(console, report, results)
+    if output:
+        Path(output).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        log.info("results written to %s", output)
+    failed = any(r.error is not None for r in results) or latency_error is not None
+    return 1 if failed else 0
+
+
+def _prepare(
+    settings: Settings,
+    *,
+    events: int,
+    batch_events: int,
+    batch_size: int,
+    partitions: int,
+    seed: int,
+    run_id: str,
+    progress: Progress,
+) -> tuple[Dataset, Dataset]:
+    """Generate both datasets, create their topics and produce them (untimed)."""
+    task = progress.add_task("generating events", total=None)
+    datasets = build_datasets(
+        generate_events(max(events, batch_events), seed=seed),
+        batch_size,
+        partitions,
+        run_id,
+        single_limit=events,
+    )
+    progress.remove_task(task)
+    ensure_topics(settings, [TopicSpec(d.topic, partitions) for d in datasets])
+    for dataset in datasets:
+        started = time.monotonic()
+        task = progress.add_task(f"producing {dataset.name}", total=len(dataset.records))
+        asyncio.run(produce(settings, dataset, _advance(progress, task)))
+        progress.remove_task(task)
+        log.info(
+            "produced %d records (%d events) to %s in %.1f s",
+            len(dataset.records), dataset.events, dataset.topic, time.monotonic() - started,
+        )  # fmt: skip
+        dataset.records = []  # free the memory: the subprocesses read from Kafka
+    return datasets
+
+
+def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
+    def advance(n: int) -> None:
+        progress.advance(task, n)
+
+    return advance
+
+
+__all__ = [
+    "BARE",
+    "FAUST",
+    "PIPELINE",
+    "ScenarioResult",
+    "build_datasets",
+    "fill_ratios",
+    "generate_events",
+    "measure",
+    "parse_events_total",
+    "parse_vm_hwm_kb",
+    "run_bench",
+    "table_rows",
+]

@@ -1,0 +1,108 @@
+"""`expmon worker`: topics checked, faust worker started, metrics served."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from expmon.cli.common import Verbs, add_verb, settings_from
+from expmon.errors import TopicError
+from expmon.exposition.metrics import Metrics, new_registry
+from expmon.gctune import throughput_gc
+from expmon.kafka.admin import default_topic_specs, ensure_topics, partition_count
+from expmon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(verbs: Verbs) -> None:
+    w = add_verb(
+        verbs,
+        "worker",
+        run,
+        "Run the stream processors and serve /metrics, /healthz, /readyz.",
+        "expmon --bootstrap 127.0.0.1:9092 worker --metrics-port 9477",
+    )
+    w.add_argument("--metrics-host", help="bind address (default 127.0.0.1)")
+    w.add_argument("--metrics-port", type=int, help="port for /metrics (default 9477)")
+    w.add_argument(
+        "--app-id", help="faust app id = consumer group and state prefix (default expmon)"
+    )
+    w.add_argument(
+        "--rules",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="alert rule file on top of alerts/defaults.yml (repeatable; EXPMON_RULES_FILES)",
+    )
+    w.add_argument(
+        "--alertmanager-url",
+        metavar="URL[,URL]",
+        help="Alertmanager(s) to send alerts to (EXPMON_ALERTMANAGER_URL; default: none)",
+    )
+    w.add_argument(
+        "--no-create-topics", action="store_true", help="fail instead of creating missing topics"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(
+        args,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        app_id=args.app_id,
+        rules_files=tuple(args.rules) if args.rules else None,
+        alertmanager_url=args.alertmanager_url,
+    )
+    run_worker(settings, create_topics=not args.no_create_topics)
+    return 0
+
+
+def input_partitions(settings: Settings, create_topics: bool = True) -> dict[str, int]:
+    """Partition count of each input topic, creating missing topics first when asked."""
+    if create_topics:
+        for report in ensure_topics(settings, default_topic_specs(settings)):
+            log.info("topic %s", report)
+    counts: dict[str, int] = {}
+    for topic in settings.input_topics:
+        n = partition_count(settings, topic)
+        if n is None:
+            raise TopicError(f"input topic {topic!r} does not exist (run `expmon topics create`)")
+        counts[topic] = n
+    return counts
+
+
+def run_worker(settings: Settings, create_topics: bool = True) -> None:
+    """Run until SIGINT/SIGTERM; faust's worker handles the signals and a clean shutdown."""
+    import faust  # deferred: importing faust is slow and only the worker needs it
+
+    from expmon.alerting.rules import load_rules
+    from streams.app import build_runtime
+
+    rules = load_rules(settings.rules_files, settings.views)  # fail fast on bad rules
+    partitions = input_partitions(settings, create_topics)
+    metrics = Metrics(new_registry())
+    runtime = build_runtime(settings, metrics, partitions, rules=rules)
+    log.info(
+        "worker %s on %s: inputs %s, window %ss, lateness %ss",
+        settings.app_id,
+        settings.kafka_bootstrap,
+        partitions,
+        settings.window_seconds,
+        settings.allowed_lateness_seconds,
+    )
+    log.info(
+        "alerting: %d rule levels; Alertmanager %s",
+        len(rules),
+        ", ".join(settings.alertmanager_urls) or "not configured (log and topic sinks only)",
+    )
+    worker = faust.Worker(
+        runtime.app,
+        loglevel=settings.log_level.lower(),
+        override_logging=False,
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    with throughput_gc():
+        worker.execute_from_commandline()

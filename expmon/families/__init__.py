@@ -1,0 +1,2 @@
+"""Event families: per family its stage, accumulator, window summaries and merger factory,
+built on `expmon.engine`."""

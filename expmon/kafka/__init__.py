@@ -1,0 +1,1 @@
+"""Kafka administration (topics) for every verb."""

@@ -1,0 +1,3 @@
+"""The embedded Apache Kafka (KRaft, one node): jars by `mvn`, started with `java`.
+
+`python -m expmon.local.kafka fetch|run`."""

@@ -1,0 +1,1 @@
+"""Simulated traffic with incidents (`expmon simulate`) and its exact ground truth."""

@@ -1,0 +1,1 @@
+"""Exact per-window ground truth per family, computed from the events themselves."""

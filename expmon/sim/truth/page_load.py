@@ -1,0 +1,124 @@
+"""Exact ground truth for page-load windows, computed from the events themselves.
+
+Pure functions, no Kafka: the reference the stream processors (with their sketches) are
+checked against. The caller passes the events that SHOULD be counted: valid events,
+already filtered for lateness (the simulator's jitter stays well within the allowed
+lateness, so for simulated traffic that is every valid event). Duplicates are removed here
+by `event_id`, the first occurrence wins.
+
+Windows: base windows are tumbling, aligned to epoch multiples of `window_ms`. A view of
+k base windows ending at E covers [E - k * window_ms, E); a row is emitted for every base
+window end E (and group) where that range holds at least one event, so a view keeps
+reporting for k - 1 windows after its group's last event. The 1-window view is the base
+windows themselves.
+
+Row format (one dict per view, window end, page, device, region; region "all" merges
+regions for the same page and device):
+    {"view": "5m", "start_ms": int, "end_ms": int, "page": str, "device": str,
+     "region": str, "count": int, "p50": float, "p75": float, "p95": float, "p99": float,
+     "slow_ratio": float, "apdex": float, "mean_ms": float}
+Quantiles are `exact_quantile` (value at rank floor(q * (n - 1)) of the sorted load_ms),
+in ms. slow_ratio is the share of load_ms > slow_threshold_ms (strictly). apdex is
+(satisfied + tolerating / 2) / count, satisfied load_ms <= T, tolerating T < load_ms <= 4T.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from expmon.engine.sketch import exact_quantile
+from expmon.sim.truth.base import ALL, DEFAULT_VIEWS, TruthRow, dedupe
+from expmon.timeutil import parse_event_time_ms
+
+logger = logging.getLogger(__name__)
+
+QUANTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 0.5),
+    ("p75", 0.75),
+    ("p95", 0.95),
+    ("p99", 0.99),
+)
+_Group = tuple[str, str, str]  # page, device, region
+
+
+def window_stats(
+    sorted_values: Sequence[float], slow_threshold_ms: float, apdex_t_ms: float
+) -> dict[str, Any]:
+    """count, p50..p99, slow_ratio, apdex and mean_ms of one window's sorted load times."""
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("no values")
+    slow = sum(1 for v in sorted_values if v > slow_threshold_ms)
+    satisfied = sum(1 for v in sorted_values if v <= apdex_t_ms)
+    tolerating = sum(1 for v in sorted_values if apdex_t_ms < v <= 4 * apdex_t_ms)
+    row: dict[str, Any] = {"count": n}
+    for name, q in QUANTILES:
+        row[name] = float(exact_quantile(sorted_values, q))
+    row["slow_ratio"] = slow / n
+    row["apdex"] = (satisfied + tolerating / 2) / n
+    row["mean_ms"] = sum(sorted_values) / n
+    return row
+
+
+def page_load_truth(
+    events: Iterable[Mapping[str, Any]],
+    window_ms: int = 60_000,
+    views: Sequence[tuple[str, int]] = DEFAULT_VIEWS,
+    slow_threshold_ms: float = 3000,
+    apdex_t_ms: float = 2500,
+) -> list[TruthRow]:
+    """Rows for every view, window end, (page, device, region) and (page, device, "all").
+
+    `views` pairs a view name with its length in base windows. Rows are sorted by the
+    order of `views`, then end_ms, page, device, region.
+    """
+    if window_ms <= 0:
+        raise ValueError("window_ms must be > 0")
+    for name, k in views:
+        if k < 1:
+            raise ValueError(f"view {name!r} must span at least one base window")
+    # group -> base window index -> load times
+    base: dict[_Group, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for event in dedupe(events):
+        t = parse_event_time_ms(event["occurred_at"])
+        index = t // window_ms
+        load = event["load_ms"]
+        page, device, region = event["page"], event["device"], event["region"]
+        base[(page, device, region)][index].append(load)
+        base[(page, device, ALL)][index].append(load)
+    for windows in base.values():
+        for values in windows.values():
+            values.sort()
+
+    rows: list[TruthRow] = []
+    for view_order, (view, k) in enumerate(views):
+        for group, windows in base.items():
+            ends: set[int] = set()
+            for index in windows:
+                ends.update(range(index + 1, index + k + 1))
+            for end in ends:
+                parts = [windows[i] for i in range(end - k, end) if i in windows]
+                values = parts[0] if len(parts) == 1 else sorted(v for p in parts for v in p)
+                row: TruthRow = {
+                    "view": view,
+                    "start_ms": (end - k) * window_ms,
+                    "end_ms": end * window_ms,
+                    "page": group[0],
+                    "device": group[1],
+                    "region": group[2],
+                }
+                row.update(window_stats(values, slow_threshold_ms, apdex_t_ms))
+                row["_order"] = view_order
+                rows.append(row)
+    rows.sort(key=lambda r: (r["_order"], r["end_ms"], r["page"], r["device"], r["region"]))
+    for row in rows:
+        del row["_order"]
+    return rows
+
+
+def index_rows(rows: Iterable[TruthRow]) -> dict[tuple[str, int, str, str, str], TruthRow]:
+    """Rows keyed by (view, end_ms, page, device, region), for look-ups in tests."""
+    return {(r["view"], r["end_ms"], r["page"], r["device"], r["region"]): r for r in rows}

@@ -1,0 +1,222 @@
+"""`expmon bench`, the pure parts: generated events, datasets, timing math, table, VmHWM."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from expmon import codec
+from expmon.bench.baseline import parse_vm_hwm_kb, read_vm_hwm_kb
+from expmon.bench.run import (
+    BARE,
+    BATCH,
+    FAUST,
+    PIPELINE,
+    POLL_SECONDS,
+    POLL_SLOW_SECONDS,
+    ROUTES,
+    SINGLE,
+    ScenarioResult,
+    build_datasets,
+    fill_ratios,
+    generate_events,
+    machine_info,
+    measure,
+    next_poll_interval,
+    parse_events_total,
+    table_rows,
+)
+from schemas.events import EventFamily, make_validators
+
+VALIDATE = make_validators(86_400_000)[EventFamily.PAGE_LOAD]
+
+
+def test_generated_events_are_valid_page_loads() -> None:
+    now = int(time.time() * 1000)
+    events = list(generate_events(5000, seed=3))
+    for event in events:
+        assert VALIDATE(dict(event), now)["_t"] == event["occurred_at"]
+        assert event["schema_version"] == 1
+        assert event["page"] in ROUTES
+        assert event["load_ms"] > 0
+    assert len({e["event_id"] for e in events}) == len(events)
+    assert len({e["page"] for e in events}) == len(ROUTES)
+    assert all(e["occurred_at"] < now for e in events)
+
+
+def test_event_time_increases_with_small_jitter() -> None:
+    events = list(generate_events(3000, seed=1, start_ms=1_763_000_000_000, jitter_ms=200))
+    times = [e["occurred_at"] for e in events]
+    assert times[0] >= 1_763_000_000_000 - 200
+    # Never further back than the jitter from the latest time seen so far.
+    latest = times[0]
+    for t in times:
+        assert t >= latest - 200
+        latest = max(latest, t)
+    assert times[-1] > times[0] + 2_500  # 3000 events at 1000/s of event time
+
+
+def test_generation_is_reproducible_and_load_is_log_normal() -> None:
+    a = list(generate_events(2000, seed=9, start_ms=1_763_000_000_000))
+    b = list(generate_events(2000, seed=9, start_ms=1_763_000_000_000))
+    assert a == b
+    loads = sorted(e["load_ms"] for e in a)
+    median = loads[len(loads) // 2]
+    assert 700 < median < 2500
+    assert loads[-1] > 3 * median  # a long right tail
+
+
+def test_datasets_hold_the_same_events_single_and_batched() -> None:
+    events = list(generate_events(1050, seed=2))
+    single, batched = build_datasets(iter(events), 100, 3, "t")
+    assert single.name == SINGLE and batched.name == BATCH
+    assert single.topic != batched.topic
+    assert single.events == batched.events == 1050
+    assert len(single.records) == 1050
+    assert len(batched.records) == 11  # 10 full batches and one of 50
+    assert [e["event_id"] for e in (codec.loads(v) for _, _, v in single.records)] == [
+        e["event_id"] for e in events
+    ]
+    decoded = [codec.loads(v) for _, _, v in batched.records]
+    assert all(isinstance(d, list) for d in decoded)
+    assert [len(d) for d in decoded] == [100] * 10 + [50]
+    assert [e["event_id"] for d in decoded for e in d] == [e["event_id"] for e in events]
+    assert {p for p, _, _ in single.records} == {0, 1, 2}
+    # A session always lands in the same partition.
+    by_session: dict[bytes | None, set[int]] = {}
+    for partition, key, _ in single.records:
+        by_session.setdefault(key, set()).add(partition)
+    assert all(len(parts) == 1 for parts in by_session.values())
+
+
+def test_measure_from_first_nonzero_to_total() -> None:
+    samples = [(0.0, 0.0), (0.1, 0.0), (0.2, 500.0), (1.2, 5500.0), (2.2, 10000.0), (2.3, 10000.0)]
+    events, seconds, complete = measure(samples, 10000)
+    assert events == 9500
+    assert seconds == pytest.approx(2.0)
+    assert complete
+
+
+def test_measure_capped_and_empty() -> None:
+    events, seconds, complete = measure([(0.0, 0.0), (1.0, 100.0), (3.0, 700.0)], 10000)
+    assert (events, seconds, complete) == (600.0, 2.0, False)
+    assert measure([(0.0, 0.0), (1.0, 0.0)], 10) == (0.0, 0.0, False)
+    assert measure([], 10) == (0.0, 0.0, False)
+
+
+def test_poll_interval_fast_at_the_ends_slow_in_between() -> None:
+    assert next_poll_interval([], 1000) == POLL_SECONDS
+    assert next_poll_interval([(0.0, 0.0), (0.1, 0.0)], 1000) == POLL_SECONDS
+    assert next_poll_interval([(0.0, 10.0)], 1000) == POLL_SECONDS  # no rate yet
+    # 100 events/s, 880 to go: 8.8 s left.
+    assert next_poll_interval([(0.0, 10.0), (1.0, 120.0)], 1000) == POLL_SLOW_SECONDS
+    # 100 events/s, 150 to go: 1.5 s left.
+    assert next_poll_interval([(0.0, 10.0), (8.4, 850.0)], 1000) == POLL_SECONDS
+
+
+def test_parse_events_total_sums_outcomes_of_one_topic() -> None:
+    text = (
+        "# HELP expmon_events_total Events\n"
+        "# TYPE expmon_events_total counter\n"
+        'expmon_events_total{outcome="accepted",topic="t1"} 1200.0\n'
+        'expmon_events_total{outcome="invalid",topic="t1"} 3.0\n'
+        'expmon_events_total{outcome="accepted",topic="t2"} 99.0\n'
+        'expmon_events_created{outcome="accepted",topic="t1"} 1.7e+09\n'
+        'expmon_events_total{topic="t1"} 7.0\n'
+    )
+    assert parse_events_total(text, "t1") == 1210.0
+    assert parse_events_total(text, "t2") == 99.0
+    assert parse_events_total(text, "t3") == 0.0
+
+
+def result(
+    scenario: str, dataset: str, events: float, seconds: float, per: int = 1
+) -> ScenarioResult:
+    return ScenarioResult(scenario, dataset, per, measured_events=events, seconds=seconds)
+
+
+def test_rates_and_ratios_to_the_ceiling() -> None:
+    results = [
+        result(BARE, SINGLE, 200_000, 1.0),
+        result(BARE, BATCH, 600_000, 1.0, 100),
+        result(PIPELINE, SINGLE, 50_000, 1.0),
+        result(PIPELINE, BATCH, 300_000, 2.0, 100),
+        ScenarioResult(FAUST, SINGLE, 1, error="did not finish within 180 s"),
+    ]
+    fill_ratios(results)
+    assert results[0].events_per_s == 200_000
+    assert results[0].ceiling_ratio == pytest.approx(1.0)
+    assert results[2].ceiling_ratio == pytest.approx(0.25)
+    assert results[3].events_per_s == 150_000
+    assert results[3].records_per_s == 1_500
+    assert results[3].ceiling_ratio == pytest.approx(0.25)
+    assert results[4].events_per_s is None
+    assert results[4].ceiling_ratio is None
+    data = results[3].to_dict()
+    assert data["events_per_s"] == 150_000
+    assert data["records_per_s"] == 1_500
+
+
+def test_no_ratio_without_a_ceiling() -> None:
+    results = [ScenarioResult(BARE, SINGLE, 1, error="boom"), result(PIPELINE, SINGLE, 100, 1.0)]
+    fill_ratios(results)
+    assert results[1].ceiling_ratio is None
+
+
+def test_table_rows() -> None:
+    results = [
+        result(BARE, SINGLE, 250_000, 1.0),
+        result(PIPELINE, SINGLE, 10_000, 2.0),
+        ScenarioResult(FAUST, SINGLE, 1, error="exited with 1\nTraceback ..."),
+    ]
+    results[1].peak_rss_mb = 151.4
+    results[1].complete = False
+    fill_ratios(results)
+    rows = table_rows(results)
+    assert rows[0] == [BARE, SINGLE, "250,000", "250,000", "-", "1.00x", "250,000 ev in 1.00 s"]
+    assert rows[1] == [
+        PIPELINE, SINGLE, "5,000", "5,000", "151", "0.02x", "10,000 ev in 2.00 s (capped)",
+    ]  # fmt: skip
+    assert rows[2][2:6] == ["-", "-", "-", "-"]
+    assert rows[2][6] == "FAILED: exited with 1"
+
+
+def test_parse_vm_hwm() -> None:
+    status = "Name:\tpython\nVmPeak:\t  500000 kB\nVmHWM:\t  153600 kB\nVmRSS:\t  120000 kB\n"
+    assert parse_vm_hwm_kb(status) == 153600
+    assert parse_vm_hwm_kb("Name:\tpython\n") is None
+    assert parse_vm_hwm_kb("VmHWM:\t garbage kB\n") is None
+
+
+def test_read_vm_hwm_of_this_process() -> None:
+    kb = read_vm_hwm_kb()
+    assert kb is not None and kb > 1000
+    assert read_vm_hwm_kb(2**22 + 12345) is None  # no such process
+
+
+def test_machine_info() -> None:
+    info = machine_info()
+    assert info["cores"] == os.cpu_count()
+    assert info["kafka"] == "4.1.1"
+    assert info["python"].count(".") == 2
+
+
+def test_latency_summary_percentiles() -> None:
+    from expmon.bench.alert_latency import LatencyReport
+
+    values = [float(v) for v in range(1, 101)]  # 1..100 ms
+    summary = LatencyReport.summary(values)
+    assert summary == {"n": 100, "p50_ms": 50.5, "p99_ms": 99.0, "max_ms": 100.0}
+    assert LatencyReport.summary([]) == {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+
+
+def test_latency_rules_keep_only_page_load_slow_on_the_1m_view() -> None:
+    from expmon.alerting.rules import default_rules_text, parse_rules
+    from expmon.bench.alert_latency import _rules_text
+
+    rules = parse_rules([("d", default_rules_text()), ("bench", _rules_text())])
+    assert [(r.alert, r.severity, r.window, r.for_ms) for r in rules] == [
+        ("PageLoadSlow", "warning", "1m", 0)
+    ]

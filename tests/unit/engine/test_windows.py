@@ -1,0 +1,186 @@
+from typing import Any
+
+import pytest
+
+from expmon.engine.windows import Checkpoint, PartitionWindows
+
+
+class Count:
+    def __init__(self, n: int = 0) -> None:
+        self.n = n
+
+    def merge(self, other: "Count") -> None:
+        self.n += other.n
+
+    def to_dict(self) -> Any:
+        return self.n
+
+
+W = 60_000
+T0 = 1_700_000_040_000  # a window start
+
+
+def make(lateness: int = 30_000) -> PartitionWindows[Count]:
+    return PartitionWindows(0, W, lateness, Count, Count)
+
+
+def feed(pw: PartitionWindows[Count], times: list[int]) -> list[str]:
+    outcomes = []
+    for i, t in enumerate(times):
+        eid = f"e{t}"
+        if pw.is_duplicate(eid, t):
+            outcomes.append("duplicate")
+        elif pw.observe(t):
+            outcomes.append("late")
+        else:
+            pw.remember(eid, t)
+            pw.accumulator(t, ("k",)).n += 1
+            outcomes.append("accepted")
+        pw.applied(i)
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        # in order
+        ([T0, T0 + 1000, T0 + 2000], ["accepted"] * 3),
+        # out of order within lateness
+        ([T0 + 20_000, T0, T0 + 5_000], ["accepted"] * 3),
+        # exactly at the watermark is on time; one ms earlier is late
+        ([T0 + 40_000, T0 + 10_000, T0 + 9_999], ["accepted", "accepted", "late"]),
+        # a repeat of an accepted event is a duplicate, even after its window closed
+        ([T0, T0 + 100_000, T0], ["accepted", "accepted", "duplicate"]),
+        # a repeat of a late event is late again
+        ([T0 + 100_000, T0, T0], ["accepted", "late", "late"]),
+    ],
+)
+def test_outcomes(times: list[int], expected: list[str]) -> None:
+    assert feed(make(), times) == expected
+
+
+def test_windows_close_once_when_watermark_passes_end() -> None:
+    pw = make()
+    feed(pw, [T0, T0 + 30_000])
+    assert pw.close_ready() == []  # watermark T0 < end
+    feed(pw, [T0 + W + 29_999])
+    assert pw.close_ready() == []  # watermark end-1
+    feed(pw, [T0 + W + 30_000])
+    closed = pw.close_ready()
+    assert [(c.start_ms, c.accumulators[("k",)].n) for c in closed] == [(T0, 2)]
+    assert pw.close_ready() == []
+    assert pw.closed_through_ms == T0 + W
+
+
+def test_advance_watermark_closes_idle_windows() -> None:
+    pw = make()
+    feed(pw, [T0])
+    pw.advance_watermark(T0 + 5 * W)
+    assert [c.start_ms for c in pw.close_ready()] == [T0]
+    assert feed(pw, [T0 + 2 * W]) == ["late"]
+
+
+def test_checkpoint_restore_round_trip() -> None:
+    pw = make()
+    feed(pw, [T0, T0 + 1, T0 + W, T0 + W + 5])
+    first = pw.checkpoint()
+    store: dict[str, Any] = dict(first.writes)
+    feed(pw, [T0 + 2 * W + 40_000])  # closes T0
+    pw.close_ready()
+    second = pw.checkpoint()
+    for key in second.deletes:
+        store.pop(key, None)
+    store.update(second.writes)
+    assert not any(k.startswith(f"win/0/{T0}/") for k in store)
+
+    restored = make()
+    restored.restore(store.items())
+    assert restored.offset == pw.offset
+    assert restored.watermark_ms == pw.watermark_ms
+    assert {s: {k: a.n for k, a in w.items()} for s, w in restored.windows.items()} == {
+        s: {k: a.n for k, a in w.items()} for s, w in pw.windows.items()
+    }
+    assert restored.is_duplicate(f"e{T0 + W}", T0 + W)
+
+
+def test_restore_drops_windows_closed_before_crash() -> None:
+    pw = make()
+    feed(pw, [T0])
+    store = dict(pw.checkpoint().writes)
+    # the crash fell after the close was emitted and the meta written, before deletes
+    pw.advance_watermark(T0 + W)
+    pw.close_ready()
+    store.update(pw.checkpoint().writes)
+    restored = make()
+    restored.restore(store.items())
+    assert restored.windows == {}
+    # the one part that was stored is deleted, after the meta
+    assert [k.split("/")[:3] for k in restored.checkpoint().deletes] == [["win", "0", str(T0)]]
+
+
+def test_dedup_ids_expire_behind_the_watermark() -> None:
+    pw = make()
+    feed(pw, [T0, T0 + 10 * W])
+    pw.close_ready()
+    assert T0 not in pw.ids
+
+
+def test_a_checkpoint_cut_short_by_a_crash_counts_not_at_all() -> None:
+    pw = make()
+    feed(pw, [T0, T0 + 1000])
+    store: dict[str, Any] = dict(pw.checkpoint().writes)
+    feed(pw, [T0 + 2000, T0 + 3000])  # offsets 0, 1 again: make them new records
+    pw.applied(5)
+    second = pw.checkpoint()
+    # the crash lands after the window parts and ids, before the meta
+    store.update({k: v for k, v in second.writes.items() if not k.startswith("meta/")})
+    restored = make()
+    restored.restore(store.items())
+    assert restored.offset == 1  # the first checkpoint's meta
+    assert {k: a.n for k, a in restored.windows[T0].items()} == {("k",): 2}
+    assert not restored.is_duplicate(f"e{T0 + 2000}", T0 + 2000)
+    # its leftovers go, and new versions do not reuse their numbers
+    cp = restored.checkpoint()
+    assert set(cp.purges) == {k for k in second.writes if not k.startswith("meta/")}
+    assert not set(cp.deletes) & set(cp.purges)
+    assert not set(cp.writes) & set(second.writes) - {"meta/0"}
+
+
+def apply(store: dict[str, Any], cp: Checkpoint, crash_before_deletes: bool = False) -> None:
+    """A checkpoint in the order TableState applies it: purges, writes, deletes."""
+    for key in cp.purges:
+        store.pop(key, None)
+    store.update(cp.writes)
+    if not crash_before_deletes:
+        for key in cp.deletes:
+            store.pop(key, None)
+
+
+def counts(pw: PartitionWindows[Count]) -> dict[int, int]:
+    return {s: sum(a.n for a in w.values()) for s, w in pw.windows.items()}
+
+
+def test_leftovers_of_a_cut_short_checkpoint_do_not_survive_a_second_crash() -> None:
+    pw = make()
+    feed(pw, [T0, T0 + 1000])
+    store: dict[str, Any] = {}
+    apply(store, pw.checkpoint())
+    # checkpoint 2 (another window, new ids) is cut short before its meta
+    feed(pw, [T0 + 2000, T0 + W + 1000])
+    pw.applied(5)
+    cut = pw.checkpoint()
+    store.update({k: v for k, v in cut.writes.items() if not k.startswith("meta/")})
+    restored = make()
+    restored.restore(store.items())
+    # the restart re-reads other records; its first checkpoint lands, its deletes do not
+    feed(restored, [T0 + 3000])
+    restored.applied(5)
+    apply(store, restored.checkpoint(), crash_before_deletes=True)
+
+    again = make()
+    again.restore(store.items())
+    # the new meta's version is above the leftovers': only the purge keeps them out
+    assert counts(again) == counts(restored) == {T0: 3}
+    assert not again.is_duplicate(f"e{T0 + 2000}", T0 + 2000)
+    assert not again.is_duplicate(f"e{T0 + W + 1000}", T0 + W + 1000)
+    assert again.is_duplicate(f"e{T0 + 3000}", T0 + 3000)

@@ -1,0 +1,522 @@
+"""Logistics stage + merge, no broker: SLA, staleness, delivery, restart, split, simulation."""
+
+import gc
+import time
+import tracemalloc
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from expmon import codec
+from expmon.engine.counters import SAMPLES_KEY
+from expmon.engine.merge import ViewResult
+from expmon.engine.stage import RawRecord, StageOutput
+from expmon.families.logistics import LogisticsStage, new_logistics_merger
+from expmon.settings import Settings
+from expmon.sim.simulator import TrafficGenerator, encode_records
+from expmon.sim.truth.logistics import logistics_truth
+from expmon.timeutil import format_ms
+
+T0 = 1_763_000_040_000  # a whole minute
+NOW = T0 + 10**8  # `now` for the absurd-timestamp check: every test event is in the past
+SLA_S = 120
+STALE_S = 60
+
+Step = tuple[Any, ...]  # (seconds after T0, status[, promised_by seconds after T0])
+
+
+def lev(i: int, order: str, status: str, t: int, **over: Any) -> dict[str, Any]:
+    event = {
+        "event_id": f"e{i}",
+        "occurred_at": t,
+        "schema_version": 1,
+        "session_id": "s1",
+        "device": "mobile",
+        "platform": "web",
+        "region": "eu-west",
+        "order_id": order,
+        "status": status,
+        "carrier": "dhl",
+        "warehouse": "ams-1",
+    }
+    event.update(over)
+    return event
+
+
+class Feed:
+    """Hand-made records of one partition, with unique event ids and offsets."""
+
+    def __init__(self, partition: int = 0) -> None:
+        self.partition = partition
+        self.offset = 0
+        self.events: list[dict[str, Any]] = []
+
+    def record(self, order: str, status: str, t: int, **over: Any) -> RawRecord:
+        event = lev(self.offset + 1000 * self.partition, order, status, t, **over)
+        self.events.append(event)
+        rec = RawRecord(self.partition, self.offset, order.encode(), codec.dumps(event))
+        self.offset += 1
+        return rec
+
+    def steps(self, order: str, steps: Iterable[Step]) -> list[RawRecord]:
+        out = []
+        for step in steps:
+            over = {"promised_by": format_ms(T0 + step[2] * 1000)} if len(step) > 2 else {}
+            out.append(self.record(order, step[1], T0 + step[0] * 1000, **over))
+        return out
+
+    def clock(self, seconds: int) -> RawRecord:
+        """An event on another order that moves the partition's watermark and leaves no state
+        (a lone `returned`: no SLA clock, terminal)."""
+        return self.record(f"clock-{self.offset}", "returned", T0 + seconds * 1000)
+
+
+def window_counts(outputs: Iterable[StageOutput]) -> Counter[tuple[str, int]]:
+    """(counter name, window start in seconds after T0) -> count, over every closed window."""
+    counts: Counter[tuple[str, int]] = Counter()
+    for out in outputs:
+        for msg in out.partials:
+            if msg["kind"] == "partial":
+                for _key, named in msg["entries"]:
+                    for name, n in named.items():
+                        if name != SAMPLES_KEY:  # evidence, not a count
+                            counts[(name, (msg["start"] - T0) // 1000)] += n
+    return counts
+
+
+def expected_counts(expected: Iterable[tuple[str, int]]) -> Counter[tuple[str, int]]:
+    return Counter((name, at - at % 60) for name, at in expected)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(ship_sla_seconds=SLA_S, tracking_stale_seconds=STALE_S)
+
+
+CASES: dict[str, tuple[list[Step], list[tuple[str, int]], int]] = {
+    # name: (steps of order o1 in arrival order, counts (name, at seconds), open orders after)
+    "shipped_in_time": (
+        [(0, "order_placed"), (100, "shipped"), (130, "delivered", 200)],
+        [("within", 100), ("delivered", 130), ("on_time", 130)],
+        0,
+    ),
+    "shipped_at_the_deadline_is_in_time": (
+        [(0, "order_placed"), (120, "shipped"), (150, "delivered")],
+        [("within", 120), ("delivered", 150)],
+        0,
+    ),
+    "shipped_late_breaches_at_the_deadline": (
+        [(0, "order_placed"), (150, "shipped"), (200, "delivered", 180)],
+        [("breach", 120), ("delivered", 200), ("late", 200)],
+        0,
+    ),
+    "never_shipped_breaches_and_stays_open": (
+        [(0, "order_placed")],
+        [("breach", 120)],
+        1,
+    ),
+    "shipment_after_breach_does_not_count_again": (
+        [(0, "order_placed"), (200, "shipped"), (210, "in_transit"), (230, "delivered")],
+        [("breach", 120), ("delivered", 230)],
+        0,
+    ),
+    "delivered_as_first_shipment_event": (
+        [(0, "order_placed"), (50, "delivered")],
+        [("within", 50), ("delivered", 50)],
+        0,
+    ),
+    "stale_then_fresh_again": (
+        [
+            (0, "order_placed"),
+            (10, "shipped"),
+            (100, "in_transit"),
+            (140, "out_for_delivery"),
+            (170, "delivered"),
+        ],
+        [("within", 10), ("became_stale", 70), ("delivered", 170)],
+        0,
+    ),
+    "update_at_the_stale_deadline_keeps_it_fresh": (
+        [(0, "order_placed"), (10, "shipped"), (70, "in_transit"), (100, "delivered")],
+        [("within", 10), ("delivered", 100)],
+        0,
+    ),
+    "stale_order_stays_open": (
+        [(0, "order_placed"), (10, "shipped")],
+        [("within", 10), ("became_stale", 70)],
+        1,
+    ),
+    "lost_order_placed_has_no_sla_clock": (
+        [(0, "packed"), (500, "shipped"), (520, "delivered")],
+        [("delivered", 520)],
+        0,
+    ),
+    "delivery_failed_is_not_terminal": (
+        [
+            (0, "order_placed"),
+            (10, "shipped"),
+            (40, "out_for_delivery"),
+            (60, "delivery_failed"),
+            (90, "out_for_delivery"),
+            (120, "delivered"),
+        ],
+        [("within", 10), ("failed", 60), ("delivered", 120)],
+        0,
+    ),
+    "returned_before_shipping_waits_for_the_deadline": (
+        [(0, "order_placed"), (30, "returned")],
+        [("breach", 120)],
+        0,
+    ),
+    "reordered_shipments_count_the_earliest": (
+        [(0, "order_placed"), (121, "in_transit"), (119, "shipped"), (150, "delivered")],
+        [("within", 119), ("delivered", 150)],
+        0,
+    ),
+    "reordered_order_placed_still_starts_the_clock": (
+        [(5, "packed"), (3, "order_placed"), (200, "shipped"), (210, "delivered")],
+        [("breach", 123), ("delivered", 210)],
+        0,
+    ),
+    "event_after_delivery_starts_a_new_lifecycle": (
+        [
+            (0, "order_placed"),
+            (10, "shipped"),
+            (20, "delivered"),
+            (300, "returned"),
+            (400, "packed"),
+        ],
+        [("within", 10), ("delivered", 20)],
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("batch_size", [1, 100])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_order_lifecycles(settings: Settings, case: str, batch_size: int) -> None:
+    steps, expected, open_after = CASES[case]
+    feed = Feed()
+    records = [*feed.steps("o1", steps), feed.clock(1000)]
+    stage = LogisticsStage(settings, "t", 1, live=False, breach_sample_size=10)
+    outs = [
+        stage.process(records[i : i + batch_size], now_ms=NOW)
+        for i in range(0, len(records), batch_size)
+    ]
+    outs.append(stage.finish())
+    assert window_counts(outs) == expected_counts(expected)
+    assert stage.open_orders() == open_after
+    breaches = [(order, (ship_by - T0) // 1000) for order, ship_by, _w, _c in stage.breaches]
+    assert breaches == [("o1", at) for name, at in expected if name == "breach"]
+    assert stage.sla_breaches_total == len(breaches)
+    # the ground truth applies the same definitions
+    closed = stage.partitions[0].closed_through_ms
+    assert closed is not None
+    truth = logistics_truth(
+        feed.events,
+        closed,
+        views=[("1m", 1)],
+        ship_sla_ms=SLA_S * 1000,
+        tracking_stale_ms=STALE_S * 1000,
+    )
+    truth_counts: Counter[tuple[str, int]] = Counter()
+    for row in truth.rows:
+        if row["carrier"] == "all":
+            continue
+        for name in ("within", "breach", "delivered", "failed", "on_time", "late", "became_stale"):
+            if row.get(name):
+                truth_counts[(name, (row["start_ms"] - T0) // 1000)] += row[name]
+    assert truth_counts == expected_counts(expected)
+    assert truth.breached_orders == ({"o1"} if breaches else set())
+
+
+def test_breach_fires_by_watermark_on_a_quiet_partition(settings: Settings) -> None:
+    live = settings.model_copy(update={"idle_partition_timeout_seconds": 0.05})
+    stage = LogisticsStage(live, "t", 2, live=True)
+    quiet, busy = Feed(0), Feed(1)
+    stage.process([quiet.record("o1", "order_placed", T0), busy.clock(0)], now_ms=NOW)
+    time.sleep(0.1)
+    out = stage.process([busy.clock(300)], now_ms=NOW)
+    assert stage.sla_breaches_total == 0  # partition 0 got nothing since the order was placed
+    tick = stage.tick()  # partition 0 idle: its watermark follows partition 1
+    assert stage.sla_breaches_total == 1
+    assert [(o, t - T0) for o, t, _w, _c in stage.breaches] == [("o1", SLA_S * 1000)]
+    merger = new_logistics_merger(live)
+    results = merger.apply(out.partials + tick.partials).results
+    rows = [r for res in results if res.view == "1m" for r in res.rows]
+    assert {
+        (r["end_ms"] - T0, r["carrier"], r["breach"], r["breach_ratio"])
+        for r in rows
+        if r["kind"] == "sla"
+    } == {(180_000, "dhl", 1, 1.0), (180_000, "all", 1, 1.0)}
+
+
+def test_tracking_gauges_follow_staleness(settings: Settings) -> None:
+    stage = LogisticsStage(settings, "t", 1, live=False)
+    feed = Feed()
+
+    def step(*records: RawRecord) -> None:
+        stage.process(list(records), now_ms=NOW)
+
+    step(feed.record("o1", "order_placed", T0), feed.record("o1", "shipped", T0 + 10_000))
+    step(feed.record("o2", "order_placed", T0 + 20_000, carrier="ups"))
+    step(feed.clock(100))  # watermark 70 s: shipped applied; stale at 70 s not yet passed
+    assert stage.tracking_gauges() == {"dhl": (1, 0)}
+    step(feed.clock(101))  # watermark 71 s: the watermark passed 70 s
+    assert stage.tracking_gauges() == {"dhl": (1, 1)}
+    step(feed.record("o1", "in_transit", T0 + 105_000), feed.clock(140))
+    assert stage.tracking_gauges() == {"dhl": (1, 0)}  # fresh again
+    step(feed.record("o1", "delivered", T0 + 120_000), feed.clock(200))
+    assert stage.tracking_gauges() == {}
+    assert stage.open_orders() == 2  # o2 (placed, never shipped), and clock-8 still waiting
+    stage.finish()
+    assert stage.open_orders() == 1
+    assert stage.shipments_total == {
+        ("order_placed", "dhl"): 1,
+        ("order_placed", "ups"): 1,
+        ("shipped", "dhl"): 1,
+        ("in_transit", "dhl"): 1,
+        ("delivered", "dhl"): 1,
+        ("returned", "dhl"): 4,
+    }
+
+
+def test_labels_are_bounded(settings: Settings) -> None:
+    stage = LogisticsStage(settings.model_copy(update={"max_label_values": 2}), "t", 1, False)
+    feed = Feed()
+    records = [
+        feed.record(f"o{i}", "delivered", T0 + i, carrier=c, warehouse=w)
+        for i, (c, w) in enumerate([("dhl", "a"), ("ups", "b"), ("fedex", "c")])
+    ]
+    outs = [stage.process(records, now_ms=NOW), stage.finish()]
+    assert set(stage.shipments_total) == {
+        ("delivered", "dhl"),
+        ("delivered", "ups"),
+        ("delivered", "other"),
+    }
+    partials = [m for out in outs for m in out.partials if m["kind"] == "partial"]
+    keys = {tuple(key) for m in partials for key, _counts in m["entries"]}
+    assert keys == {("delivery", "dhl"), ("delivery", "ups"), ("delivery", "other")}
+
+
+# ------------------------------------------------------------------ simulated traffic
+
+SIM_SETTINGS = Settings(ship_sla_seconds=48, tracking_stale_seconds=24)
+SIM_START = 1_704_067_200_000
+
+
+def simulated(
+    duration_s: float = 600, partitions: int = 3, seed: int = 7
+) -> tuple[list[RawRecord], list[dict[str, Any]]]:
+    """Logistics traffic, 1 h of lifecycle per second, with a warehouse backlog at ams-1."""
+    gen = TrafficGenerator(
+        seed=seed,
+        rate=35,
+        start_ms=SIM_START,
+        duration_s=duration_s,
+        families=["logistics"],
+        lifecycle_compression=3600,
+        incidents=["warehouse_backlog@120s+120s:warehouse=ams-1"],
+    )
+    records: list[RawRecord] = []
+    events: list[dict[str, Any]] = []
+    offsets = [0] * partitions
+    for rec in encode_records(gen.generate()):
+        p = zlib.crc32(rec.key.encode()) % partitions
+        records.append(RawRecord(p, offsets[p], rec.key.encode(), rec.value))
+        offsets[p] += 1
+        events.extend(rec.events)
+    return records, events
+
+
+def new_stage(partitions: int = 3) -> LogisticsStage:
+    return LogisticsStage(SIM_SETTINGS, "t", partitions, live=False, breach_sample_size=10**6)
+
+
+def run(stage: LogisticsStage, records: list[RawRecord], batch: int = 500) -> list[StageOutput]:
+    outs = [
+        stage.process(records[i : i + batch], now_ms=NOW) for i in range(0, len(records), batch)
+    ]
+    outs.append(stage.finish())
+    return outs
+
+
+def merge(outputs: list[StageOutput]) -> tuple[list[ViewResult], int]:
+    merger = new_logistics_merger(SIM_SETTINGS)
+    results = merger.apply([m for out in outputs for m in out.partials]).results
+    assert merger.final_through is not None
+    return results, merger.final_through
+
+
+RowKey = tuple[str, int, str, str, str]
+
+
+def by_key(rows: Iterable[dict[str, Any]]) -> dict[RowKey, dict[str, Any]]:
+    return {
+        (r["view"], r["end_ms"], r["kind"], r.get("warehouse", ""), r["carrier"]): r for r in rows
+    }
+
+
+def result_rows(results: list[ViewResult]) -> dict[RowKey, dict[str, Any]]:
+    table = by_key(row for res in results for row in res.rows)
+    assert len(table) == sum(len(res.rows) for res in results)  # no row twice
+    return table
+
+
+def breached(stages: Iterable[LogisticsStage], closed_through: int) -> set[str]:
+    return {
+        o for stage in stages for o, ship_by, _w, _c in stage.breaches if ship_by < closed_through
+    }
+
+
+@pytest.fixture(scope="module")
+def traffic() -> tuple[list[RawRecord], list[dict[str, Any]]]:
+    return simulated()
+
+
+def test_simulated_traffic_matches_the_ground_truth(
+    traffic: tuple[list[RawRecord], list[dict[str, Any]]],
+) -> None:
+    records, events = traffic
+    stage = new_stage()
+    outs = run(stage, records)
+    assert sum(o.counts["accepted"] for o in outs) == len(events)
+    results, closed = merge(outs)
+    truth = logistics_truth(
+        events,
+        closed,
+        views=[("1m", 1), ("5m", 5), ("15m", 15), ("1h", 60)],
+        ship_sla_ms=48_000,
+        tracking_stale_ms=24_000,
+    )
+    got, want = result_rows(results), by_key(truth.rows)
+    assert got.keys() == want.keys()
+    ratios = {"within_sla_ratio", "breach_ratio", "exception_ratio", "on_time_ratio"}
+    for key, row in want.items():
+        mine = dict(got[key])
+        # evidence: a few ids of breached orders' order_placed events / failed deliveries
+        evidence = mine.pop("sample_event_ids", [])
+        shown = row.get("breach", row.get("failed", 0))
+        assert len(evidence) == min(3, shown), key
+        assert evidence == sorted(evidence), key
+        assert mine.keys() == row.keys(), key
+        for name, value in row.items():
+            if name in ratios and value is not None:
+                assert mine[name] == pytest.approx(value, abs=1e-9), (key, name)
+            else:
+                assert mine[name] == value, (key, name)
+    assert breached([stage], closed) == truth.breached_orders
+    # the scenario exercises what it claims to
+    totals: Counter[str] = Counter()
+    for row in truth.rows:
+        if row["view"] == "1m" and row["carrier"] != "all":
+            totals.update(
+                {k: v for k, v in row.items() if k in {"breach", "became_stale", "failed"}}
+            )
+    assert totals["breach"] >= 50 and totals["became_stale"] >= 5 and totals["failed"] >= 20
+    backlog = [r for r in truth.rows if r["view"] == "15m" and r["kind"] == "sla"]
+    assert max(r["breach_ratio"] or 0 for r in backlog if r["warehouse"] == "ams-1") > 0.3
+    assert max(r["breach_ratio"] or 0 for r in backlog if r["warehouse"] != "ams-1") < 0.1
+
+
+def test_restart_from_checkpoint_gives_the_same_windows(
+    traffic: tuple[list[RawRecord], list[dict[str, Any]]],
+) -> None:
+    records = traffic[0][:8000]
+    reference_stage = new_stage()
+    reference, closed = merge(run(reference_stage, records))
+
+    first = new_stage()
+    store: dict[str, Any] = {}
+    outs = []
+    for i in range(0, 4400, 100):
+        out = first.process(records[i : i + 100], now_ms=NOW)
+        outs.append(out)
+        for cp in out.checkpoints.values():
+            for key in cp.deletes:
+                store.pop(key, None)
+            store.update(codec.loads(codec.dumps(cp.writes)))
+    assert any(k.startswith("ent/") for k in store)  # orders mid-lifecycle at the crash
+    # crash; the committed offsets lag behind: everything from record 3000 is re-read
+    second = new_stage()
+    for p in range(3):
+        second.assign(p, [(k, v) for k, v in store.items() if k.split("/")[1] == str(p)])
+    outs.extend(run(second, records[3000:]))
+    results, closed_again = merge(outs)
+    assert closed_again == closed
+    assert result_rows(results) == result_rows(reference)
+    assert breached([first, second], closed) == breached([reference_stage], closed)
+    assert sum(o.counts["duplicate"] for o in outs) == 0
+
+
+def test_three_partitions_on_two_stages_equal_one_stage(
+    traffic: tuple[list[RawRecord], list[dict[str, Any]]],
+) -> None:
+    records = traffic[0]
+    one = new_stage()
+    reference, closed = merge(run(one, records))
+    a, b = new_stage(), new_stage()
+    outs = run(a, [r for r in records if r.partition != 2], batch=333)
+    outs += run(b, [r for r in records if r.partition == 2], batch=77)
+    results, closed_split = merge(outs)
+    assert closed_split == closed
+    assert result_rows(results) == result_rows(reference)
+    assert breached([a, b], closed) == breached([one], closed)
+    assert a.open_orders() + b.open_orders() == one.open_orders()
+    gauges = Counter[str]()
+    for stage in (a, b):
+        for carrier, (n, stale) in stage.tracking_gauges().items():
+            gauges[carrier + "/n"] += n
+            gauges[carrier + "/stale"] += stale
+    assert gauges == Counter(
+        {
+            f"{c}/{x}": v
+            for c, (n, s) in one.tracking_gauges().items()
+            for x, v in (("n", n), ("stale", s))
+        }
+    )
+
+
+def test_memory_per_open_order_is_small(settings: Settings) -> None:
+    n = 10_000
+    feed = Feed()
+    records = [feed.record(f"ord-{10**9 + o}", "order_placed", T0 + o * 10) for o in range(n)]
+    records += [feed.record(f"ord-{10**9 + o}", "shipped", T0 + 100_000 + o * 10) for o in range(n)]
+    feed.events.clear()
+    stage = LogisticsStage(Settings(), "t", 1, live=False)
+    stage.partition(0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(0, len(records), 5000):
+            stage.process(records[i : i + 5000], now_ms=NOW)
+        stage.finish()
+        stage.partitions[0].ids.clear()  # de-duplication ids are the window engine's, not ours
+        gc.collect()
+        per_order = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert stage.open_orders() == n
+    assert stage.tracking_gauges() == {"dhl": (n, 0)}
+    assert per_order < 1500, per_order  # measured ~730 bytes (entity, id, timer entry)
+
+
+@pytest.mark.parametrize(("last_event_s", "expired"), [(0, True), (400, False)])
+def test_orders_that_never_finish_expire_after_their_last_event(
+    settings: Settings, last_event_s: int, expired: bool
+) -> None:
+    bounded = settings.model_copy(update={"order_expiry_seconds": 600})
+    stage = LogisticsStage(bounded, "t", 1, live=False)
+    feed = Feed()
+    # shipped, then the `delivered` event never comes
+    stage.process(feed.steps("o1", [(0, "order_placed"), (10, "shipped")]), now_ms=NOW)
+    if last_event_s:
+        stage.process([feed.record("o1", "in_transit", T0 + last_event_s * 1000)], now_ms=NOW)
+    stage.process([feed.clock(700)], now_ms=NOW)  # watermark 670 s: past 10 + 600, not 400 + 600
+    # the clock's own order waits for the watermark to pass its event: one open order more
+    assert stage.open_orders() == (1 if expired else 2)
+    assert stage.expired_total == (1 if expired else 0)

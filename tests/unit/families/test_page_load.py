@@ -1,0 +1,241 @@
+"""Stage 1 + merge, no broker: outcomes, dead letters, determinism, restart, worker count."""
+
+import dataclasses
+import random
+from typing import Any
+
+import pytest
+
+from expmon import codec
+from expmon.engine.merge import ViewResult
+from expmon.engine.sketch import exact_quantile
+from expmon.engine.stage import RawRecord, StageOutput
+from expmon.families.page_load import (
+    PageLoadAccumulator,
+    PageLoadStage,
+    PageLoadSummary,
+    new_page_load_merger,
+    summarize,
+)
+from expmon.settings import Settings
+
+T0 = 1_763_000_040_000
+PAGES = ("/", "/product/:id", "/cart")
+
+
+def event(i: int, t: int, load_ms: float, page: str = "/", **over: Any) -> dict[str, Any]:
+    ev = {
+        "event_id": f"e{i}",
+        "occurred_at": t,
+        "schema_version": 1,
+        "session_id": f"s{i % 17}",
+        "device": ("mobile", "desktop")[i % 2],
+        "platform": "web",
+        "region": ("eu-west", "us-east")[i % 3 == 0],
+        "page": page,
+        "load_ms": load_ms,
+    }
+    ev.update(over)
+    return ev
+
+
+def traffic(n: int = 3000, partitions: int = 3, seed: int = 1) -> list[RawRecord]:
+    """In-order-ish traffic with jitter within lateness, spread over partitions."""
+    rng = random.Random(seed)
+    offsets = [0] * partitions
+    records = []
+    for i in range(n):
+        t = T0 + i * 100 + rng.randint(-3000, 3000)
+        p = i % partitions
+        value = codec.dumps(event(i, t, rng.lognormvariate(6.8, 0.7), PAGES[i % 3]))
+        records.append(RawRecord(p, offsets[p], None, value))
+        offsets[p] += 1
+    return records
+
+
+def run(
+    stage: PageLoadStage, batches: list[list[RawRecord]], finish: bool = True
+) -> list[StageOutput]:
+    outs = [stage.process(batch, now_ms=T0) for batch in batches]
+    if finish:
+        outs.append(stage.finish())
+    return outs
+
+
+def merged(outputs: list[StageOutput], settings: Settings) -> list[ViewResult]:
+    merger = new_page_load_merger(settings)
+    return merger.apply([m for out in outputs for m in out.partials]).results
+
+
+def results_table(results: list[ViewResult]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    return {(r.view, r.end_ms): r.rows for r in results}
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+def test_known_mix_outcomes_and_dead_letters(settings: Settings) -> None:
+    stage = PageLoadStage(settings, "page-loads", 1, live=False)
+    good = [event(i, T0 + i * 1000, 100 + i) for i in range(5)]
+    batch_record = codec.dumps([event(10 + i, T0 + 6000 + i, 900) for i in range(3)])
+    late = event(20, T0 - 60_000, 100)  # after watermark T0+4000-30000
+    values = [codec.dumps(e) for e in good] + [
+        batch_record,
+        codec.dumps(good[0]),  # duplicate
+        codec.dumps(late),
+        b"{not json",
+        codec.dumps(event(30, T0, -5)),
+        codec.dumps(event(31, T0, 10, device="fridge")),
+        codec.dumps({k: v for k, v in event(32, T0, 10).items() if k != "page"}),
+        codec.dumps(event(33, 0, 10)),
+        codec.dumps(event(34, T0, "slow")),
+        b"[" + b" " * 1_000_001 + b"]",
+    ]
+    out = stage.process([RawRecord(0, i, b"k", v) for i, v in enumerate(values)], now_ms=T0)
+    assert out.counts == {"accepted": 8, "invalid": 7, "late": 1, "duplicate": 1}
+    reasons = sorted(d.reason for d in out.dead_letters)
+    assert reasons == sorted(
+        [
+            "late",
+            "not_json",
+            "negative_value:load_ms",
+            "unknown_enum:device",
+            "missing_field:page",
+            "absurd_timestamp",
+            "wrong_type:load_ms",
+            "oversize",
+        ]
+    )
+    not_json = next(d for d in out.dead_letters if d.reason == "not_json")
+    assert not_json.value == b"{not json"
+    assert dict(not_json.headers)["expmon-source-offset"] == b"8"
+
+
+def test_batched_record_with_one_bad_event_keeps_the_good_ones(settings: Settings) -> None:
+    stage = PageLoadStage(settings, "page-loads", 1, live=False)
+    value = codec.dumps([event(1, T0, 10), event(2, T0, -1), 7])
+    out = stage.process([RawRecord(0, 0, None, value)], now_ms=T0)
+    assert out.counts == {"accepted": 1, "invalid": 2, "late": 0, "duplicate": 0}
+    headers = [dict(d.headers) for d in out.dead_letters]
+    assert sorted(h["expmon-batch-index"] for h in headers) == [b"1", b"2"]
+    assert b"_t" not in out.dead_letters[0].value
+
+
+def test_closed_windows_match_exact_quantiles(settings: Settings) -> None:
+    records = traffic()
+    stage = PageLoadStage(settings, "page-loads", 3, live=False)
+    outs = run(stage, [records])
+    assert outs[0].counts["accepted"] == len(records)
+    results = results_table(merged(outs, settings))
+    loads: dict[tuple[int, str, str], list[float]] = {}
+    for rec in records:
+        ev = codec.loads(rec.value or b"")
+        start = ev["occurred_at"] - ev["occurred_at"] % 60_000
+        loads.setdefault((start + 60_000, ev["page"], ev["device"]), []).append(ev["load_ms"])
+    checked = 0
+    for (end, page, device), values in loads.items():
+        rows = results[("1m", end)]
+        row = next(
+            r for r in rows if (r["page"], r["device"], r["region"]) == (page, device, "all")
+        )
+        ordered = sorted(values)
+        assert row["count"] == len(values)
+        for q, name in ((0.95, "p95"), (0.99, "p99"), (0.5, "p50")):
+            assert abs(row[name] - exact_quantile(ordered, q)) <= 0.01 * exact_quantile(ordered, q)
+        checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 500])
+def test_results_independent_of_batching_and_interleaving(
+    settings: Settings, batch_size: int
+) -> None:
+    records = traffic(1500)
+    reference = results_table(
+        merged(run(PageLoadStage(settings, "t", 3, live=False), [records]), settings)
+    )
+    # Same per-partition order, different interleaving across partitions and batch cuts.
+    shuffled = sorted(records, key=lambda r: (r.offset // 5, -r.partition))
+    batches = [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
+    got = results_table(merged(run(PageLoadStage(settings, "t", 3, live=False), batches), settings))
+    assert got == reference
+
+
+def test_one_worker_equals_three_workers(settings: Settings) -> None:
+    records = traffic(2000, partitions=6)
+    one = run(PageLoadStage(settings, "t", 6, live=False), [records])
+    three = []
+    for worker in range(3):
+        mine = [r for r in records if r.partition % 3 == worker]
+        three.extend(run(PageLoadStage(settings, "t", 6, live=False), [mine]))
+    assert results_table(merged(three, settings)) == results_table(merged(one, settings))
+
+
+def test_restart_from_checkpoint_gives_the_same_windows(settings: Settings) -> None:
+    records = traffic(2000)
+    reference = results_table(
+        merged(run(PageLoadStage(settings, "t", 3, live=False), [records]), settings)
+    )
+
+    first = PageLoadStage(settings, "t", 3, live=False)
+    store: dict[str, Any] = {}
+    half = records[:1100]
+    outs = []
+    for i in range(0, len(half), 100):
+        out = first.process(half[i : i + 100], now_ms=T0)
+        outs.append(out)
+        for cp in out.checkpoints.values():
+            for key in cp.deletes:
+                store.pop(key, None)
+            store.update(codec.loads(codec.dumps(cp.writes)))
+    # crash; the committed input offsets lag behind: everything from record 600 is re-read
+    second = PageLoadStage(settings, "t", 3, live=False)
+    for p in range(3):
+        second.assign(p, [(k, v) for k, v in store.items() if k.split("/")[1] == str(p)])
+    outs.extend(run(second, [records[600:]]))
+    assert results_table(merged(outs, settings)) == reference
+    assert sum(o.counts["duplicate"] for o in outs) == 0
+
+
+def test_merger_ignores_redelivered_partials(settings: Settings) -> None:
+    outs = run(PageLoadStage(settings, "t", 3, live=False), [traffic(1200)])
+    messages = [m for out in outs for m in out.partials]
+    merger = new_page_load_merger(settings)
+    first = merger.apply(messages)
+    again = merger.apply(messages)
+    assert first.results and not again.results
+    assert again.ignored_partials == sum(m["kind"] == "partial" for m in messages)
+
+
+def test_merger_waits_for_every_partition(settings: Settings) -> None:
+    outs = run(PageLoadStage(settings, "t", 3, live=False), [traffic(1200)])
+    messages = [m for out in outs for m in out.partials if m.get("partition") != 2]
+    assert new_page_load_merger(settings).apply(messages).results == []
+
+
+def test_live_tick_lets_an_idle_partition_stop_holding_windows(settings: Settings) -> None:
+    import time
+
+    live = settings.model_copy(update={"idle_partition_timeout_seconds": 0.05})
+    stage = PageLoadStage(live, "t", 2, live=True)
+    stage.partition(1)  # assigned, never receives anything
+    busy = [RawRecord(0, i, None, codec.dumps(event(i, T0 + i * 1000, 100))) for i in range(200)]
+    out = stage.process(busy, now_ms=T0)
+    merger = new_page_load_merger(live)
+    assert merger.apply(out.partials).results == []  # partition 1 holds the merge back
+    time.sleep(0.1)
+    stage.process([RawRecord(0, 200, None, codec.dumps(event(200, T0 + 200_000, 100)))], now_ms=T0)
+    tick = stage.tick()
+    assert stage.partitions[1].watermark_ms == stage.partitions[0].watermark_ms
+    assert any(m["kind"] == "progress" and m["partition"] == 1 for m in tick.partials)
+    assert merger.apply(tick.partials).results
+
+
+def test_summary_rows_carry_every_field_in_order() -> None:
+    acc = PageLoadAccumulator()
+    acc.add(4000.0, 3000, 1800, "e1")
+    row = summarize("5m", T0, T0 + 300_000, ("/", "mobile", "eu"), acc).to_dict()
+    assert list(row) == [f.name for f in dataclasses.fields(PageLoadSummary)]
+    assert row["sample_event_ids"] == ["e1"] and row["slow_ratio"] == 1.0
