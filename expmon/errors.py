@@ -20,15 +20,6 @@ class LocalKafkaError(ExpmonError):
         super().__init__(detail)
 
 
-class InvalidEvent(ExpmonError):  # noqa: N818 - reads as the outcome it counts
-    """A record or event failed validation; `reason` is a short machine-readable code."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-
-
 class StateError(ExpmonError):
     """Persisted processor state could not be read back."""
 

@@ -1,4 +1,7 @@
-"""Event schemas (schema_version 1) and their validators: the one definition of valid input."""
+"""Event schemas (schema_version 1) and their validators: the one definition of valid input.
+
+The contract's leaf: the wire codec (`codec`), event time (`eventtime`), field rules
+(`events`) and record decoding (`records`). Imports nothing from `expmon`."""
 
 from schemas.events import (
     CHECKOUT_STEPS,

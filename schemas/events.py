@@ -13,8 +13,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from expmon.errors import InvalidEvent
-from expmon.timeutil import MIN_EVENT_TIME_MS, parse_event_time_ms
+from schemas.errors import InvalidEvent
+from schemas.eventtime import MIN_EVENT_TIME_MS, parse_event_time_ms
 
 Event = dict[str, Any]
 Validator = Callable[[Event, int], Event]

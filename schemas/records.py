@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from expmon import codec
-from expmon.errors import InvalidEvent
+from schemas import codec
+from schemas.errors import InvalidEvent
 from schemas.events import Event, EventFamily, make_validators
 
 

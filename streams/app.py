@@ -14,10 +14,10 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from expmon import codec
 from expmon.alerting.rules import Rule
 from expmon.exposition.metrics import Metrics
 from expmon.settings import Settings
+from schemas import codec
 from streams import checkout, logistics, page_load, window_partials
 from streams.alerting import AlertRunner
 from streams.runner import MergeRunner, StageRunner

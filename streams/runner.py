@@ -14,10 +14,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from expmon import codec
 from expmon.engine.merge import MergeOutput, WindowMerger
 from expmon.engine.stage import RawRecord, StageOutput, WindowedStage
 from expmon.engine.windows import partition_of_state_key
+from schemas import codec
 from streams.state import TableState
 
 if TYPE_CHECKING:

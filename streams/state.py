@@ -16,8 +16,8 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from expmon import codec
 from expmon.engine.windows import Checkpoint
+from schemas import codec
 
 
 class TableState:

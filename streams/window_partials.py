@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from expmon import codec
 from expmon.families.checkout import new_checkout_merger
 from expmon.families.logistics import new_logistics_merger
 from expmon.families.page_load import new_page_load_merger
+from schemas import codec
 from streams.alerting import AlertRunner, build_sinks
 from streams.runner import MergeRunner
 from streams.state import TableState

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from expmon import codec
 from expmon.alerting.engine import AlertInstance, Transition
+from schemas import codec
 
 log = logging.getLogger(__name__)
 

@@ -32,13 +32,13 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from expmon import codec
 from expmon.alerting.promrules import export
 from expmon.alerting.rules import load_rules
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.local.procs import LocalAlertmanager, LocalPrometheus, free_port
 from expmon.settings import Settings
+from schemas import codec
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from expmon import codec
 from expmon.bench.alert_latency import measure_alert_latency
 from expmon.bench.baseline import aiokafka_kwargs, parse_vm_hwm_kb, read_vm_hwm_kb
 from expmon.bench.statemem import measure_state_memory
@@ -57,6 +56,7 @@ from expmon.errors import ExpmonError
 from expmon.kafka.admin import TopicSpec, ensure_topics
 from expmon.local.kafka.broker import KAFKA_VERSION, LocalKafka, free_port
 from expmon.settings import Settings, default_cache_dir
+from schemas import codec
 from schemas.events import Event
 
 log = logging.getLogger(__name__)

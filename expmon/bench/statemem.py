@@ -15,11 +15,11 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Any
 
-from expmon import codec
 from expmon.engine.stage import RawRecord
 from expmon.families.logistics import LogisticsStage
 from expmon.families.page_load import PageLoadStage
 from expmon.settings import Settings
+from schemas import codec
 
 
 @dataclass(frozen=True)

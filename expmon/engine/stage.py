@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from expmon import codec
 from expmon.engine.entities import Entity, EntityTable, is_entity_key
 from expmon.engine.windows import (
     ACCEPTED,
@@ -28,6 +27,7 @@ from expmon.engine.windows import (
     window_end,
 )
 from expmon.settings import Settings
+from schemas import codec
 from schemas.events import Event, EventFamily
 from schemas.records import RecordDecoder, Rejected
 

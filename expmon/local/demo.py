@@ -27,11 +27,11 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from expmon import codec
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.local.kafka.broker import LocalKafka
 from expmon.settings import Settings, default_cache_dir
+from schemas import codec
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from expmon.bench.baseline import aiokafka_kwargs
 from expmon.errors import ExpmonError
 from expmon.replay.session import ReplayRecord
 from expmon.settings import Settings, parse_duration_seconds
-from expmon.timeutil import format_ms, parse_event_time_ms
+from schemas.eventtime import format_ms, parse_event_time_ms
 
 TopicPartition = tuple[str, int]
 

@@ -17,9 +17,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 
-from expmon import codec
 from expmon.errors import ExpmonError
 from expmon.replay.session import ReplayRecord
+from schemas import codec
 
 FORMAT_VERSION = 1
 

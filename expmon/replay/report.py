@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from expmon.replay.session import canonical
-from expmon.timeutil import format_ms
+from schemas.eventtime import format_ms
 
 
 def report_bytes(report: Mapping[str, Any]) -> bytes:

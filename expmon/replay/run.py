@@ -24,7 +24,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from expmon import codec
 from expmon.alerting.rules import load_rules
 from expmon.engine.merge import ViewResult
 from expmon.errors import ConfigError, ExpmonError
@@ -41,6 +40,7 @@ from expmon.replay.recording import RecordingReader, RecordingWriter, count_reco
 from expmon.replay.report import render_console, render_markdown, report_bytes
 from expmon.replay.session import ReplayPipeline, ReplayRecord
 from expmon.settings import Settings
+from schemas import codec
 
 log = logging.getLogger(__name__)
 

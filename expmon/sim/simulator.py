@@ -35,12 +35,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from expmon import codec
 from expmon.settings import Settings, parse_duration_seconds
 from expmon.sim.truth import base as truth_file
 from expmon.sim.truth.page_load import page_load_truth
-from expmon.timeutil import format_ms, parse_event_time_ms
+from schemas import codec
 from schemas.events import Event, EventFamily
+from schemas.eventtime import format_ms, parse_event_time_ms
 
 logger = logging.getLogger(__name__)
 

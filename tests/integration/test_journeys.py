@@ -22,8 +22,8 @@ from expmon.sim.truth.base import dedupe
 from expmon.sim.truth.checkout import checkout_truth
 from expmon.sim.truth.checkout import row_key as checkout_row_key
 from expmon.sim.truth.logistics import logistics_truth
-from expmon.timeutil import parse_event_time_ms
 from schemas.events import EventFamily
+from schemas.eventtime import parse_event_time_ms
 from tests.integration.worker_process import WorkerProcess, final_views
 
 MINUTE = 60_000

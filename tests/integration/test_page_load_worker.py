@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from expmon import codec
 from expmon.engine.stage import RawRecord
 from expmon.families.page_load import PageLoadStage, new_page_load_merger
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.settings import Settings
 from expmon.sim.truth.page_load import page_load_truth
+from schemas import codec
 from tests.integration.worker_process import WorkerProcess, final_views, read_topic
 
 PAGES = ("/", "/product/:id", "/cart")

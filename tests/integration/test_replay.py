@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from expmon import codec
 from expmon.cli import main
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.local.procs import LocalAlertmanager
 from expmon.replay.run import ReplayOptions, run_replay
 from expmon.replay.session import canonical
 from expmon.settings import Settings
-from expmon.timeutil import format_ms
+from schemas import codec
+from schemas.eventtime import format_ms
 from tests.integration.alertmanager import WebhookReceiver
 from tests.integration.test_alerting import (
     INCIDENT_RULES,

@@ -16,9 +16,9 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from expmon import codec
 from expmon.local.procs import free_port
 from expmon.settings import Settings
+from schemas import codec
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

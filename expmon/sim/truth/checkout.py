@@ -50,7 +50,7 @@ from expmon.families.checkout import (
     user_type_of,
 )
 from expmon.sim.truth.base import DEFAULT_VIEWS, TruthRow, dedupe
-from expmon.timeutil import parse_event_time_ms
+from schemas.eventtime import parse_event_time_ms
 
 DEFAULT_ABANDON_MS = 1_800_000
 

@@ -48,7 +48,7 @@ from expmon.families.logistics import (
     tracking_row,
 )
 from expmon.sim.truth.base import DEFAULT_VIEWS, TruthRow, dedupe
-from expmon.timeutil import parse_event_time_ms
+from schemas.eventtime import parse_event_time_ms
 
 _Group = tuple[str, ...]  # ("sla", warehouse, carrier) | ("delivery", carrier) | ...
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from expmon.engine.sketch import exact_quantile
 from expmon.sim.truth.base import ALL, DEFAULT_VIEWS, TruthRow, dedupe
-from expmon.timeutil import parse_event_time_ms
+from schemas.eventtime import parse_event_time_ms
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from expmon import codec
 from expmon.alerting.engine import AlertInstance, Transition
 from expmon.alerting.sinks import AlertmanagerSink, LogSink, MemorySink, TopicSink
+from schemas import codec
 
 
 def instance(state: str = "firing", fp: str = "abc") -> AlertInstance:

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from expmon import codec
 from expmon.bench.baseline import parse_vm_hwm_kb, read_vm_hwm_kb
 from expmon.bench.run import (
     BARE,
@@ -28,6 +27,7 @@ from expmon.bench.run import (
     parse_events_total,
     table_rows,
 )
+from schemas import codec
 from schemas.events import EventFamily, make_validators
 
 VALIDATE = make_validators(86_400_000)[EventFamily.PAGE_LOAD]

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from expmon import codec
 from expmon.engine.merge import VIEW_BLOCK, WindowMerger
 from expmon.families.page_load import PageLoadAccumulator, summarize_rows
+from schemas import codec
 
 W = 60_000
 T0 = 1_763_000_000_000 - 1_763_000_000_000 % (VIEW_BLOCK * W) + 2 * W  # not block-aligned

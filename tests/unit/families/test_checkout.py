@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from expmon import codec
 from expmon.engine.counters import CounterAccumulator
 from expmon.engine.merge import ViewResult
 from expmon.engine.stage import RawRecord, StageOutput
@@ -16,6 +15,7 @@ from expmon.families.checkout import CheckoutStage, new_checkout_merger, summari
 from expmon.settings import Settings
 from expmon.sim.simulator import TrafficGenerator, encode_records
 from expmon.sim.truth.checkout import checkout_truth
+from schemas import codec
 
 T0 = 1_763_000_040_000  # a whole minute
 NOW = T0 + 10**8  # `now` for the absurd-timestamp check: every test event is in the past

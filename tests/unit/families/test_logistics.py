@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from expmon import codec
 from expmon.engine.counters import SAMPLES_KEY
 from expmon.engine.merge import ViewResult
 from expmon.engine.stage import RawRecord, StageOutput
@@ -18,7 +17,8 @@ from expmon.families.logistics import LogisticsStage, new_logistics_merger
 from expmon.settings import Settings
 from expmon.sim.simulator import TrafficGenerator, encode_records
 from expmon.sim.truth.logistics import logistics_truth
-from expmon.timeutil import format_ms
+from schemas import codec
+from schemas.eventtime import format_ms
 
 T0 = 1_763_000_040_000  # a whole minute
 NOW = T0 + 10**8  # `now` for the absurd-timestamp check: every test event is in the past

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from expmon import codec
 from expmon.engine.merge import ViewResult
 from expmon.engine.sketch import exact_quantile
 from expmon.engine.stage import RawRecord, StageOutput
@@ -18,6 +17,7 @@ from expmon.families.page_load import (
     summarize,
 )
 from expmon.settings import Settings
+from schemas import codec
 
 T0 = 1_763_000_040_000
 PAGES = ("/", "/product/:id", "/cart")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from expmon import codec
 from expmon.alerting.rules import load_rules
 from expmon.cli.main import _relative_points
 from expmon.errors import ConfigError
@@ -20,6 +19,7 @@ from expmon.replay.run import Pacer, ReplayOptions, parse_speed, run_replay
 from expmon.replay.session import ReplayPipeline, ReplayRecord
 from expmon.settings import Settings
 from expmon.sim.simulator import TrafficGenerator, encode_records, murmur2, parse_incidents
+from schemas import codec
 from schemas.events import EventFamily
 
 MINUTE = 60_000

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from expmon import codec
 from expmon.engine.sketch import exact_quantile
 from expmon.settings import Settings
 from expmon.sim.simulator import (
@@ -32,8 +31,9 @@ from expmon.sim.simulator import (
 )
 from expmon.sim.truth import base as truth_file
 from expmon.sim.truth.page_load import page_load_truth
-from expmon.timeutil import parse_event_time_ms
+from schemas import codec
 from schemas.events import CHECKOUT_STEPS, LOGISTICS_STATUSES, Event, EventFamily, make_validators
+from schemas.eventtime import parse_event_time_ms
 from schemas.records import RecordDecoder, Rejected
 
 MIN_MS = 60_000

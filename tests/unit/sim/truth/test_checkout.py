@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from expmon.sim.truth.checkout import Lifecycle, checkout_truth, index_rows, lifecycles
-from expmon.timeutil import format_ms
+from schemas.eventtime import format_ms
 from tests.unit.families.test_checkout import ABANDON_S, CASES, T0, cev, expected_counts
 
 ONE_MINUTE = (("1m", 1),)

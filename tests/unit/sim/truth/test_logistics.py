@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from expmon.sim.truth.logistics import logistics_truth
-from expmon.timeutil import format_ms
+from schemas.eventtime import format_ms
 
 T0 = 1_763_000_040_000  # a whole minute
 MIN = 60_000

@@ -10,7 +10,7 @@ import pytest
 
 from expmon.sim.truth.base import dedupe, read_truth, write_truth
 from expmon.sim.truth.page_load import index_rows, page_load_truth, window_stats
-from expmon.timeutil import format_ms
+from schemas.eventtime import format_ms
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z, a multiple of 60 000
 MIN = 60_000
