@@ -168,21 +168,6 @@ class Settings(BaseSettings):
     def input_topics(self) -> tuple[str, str, str]:
         return (self.topic_page_loads, self.topic_checkout, self.topic_logistics)
 
-    def kafka_client_kwargs(self) -> dict[str, Any]:
-        """Connection settings as kafka-python/aiokafka keywords (holds the password: never log)."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.kafka_bootstrap,
-            "security_protocol": self.kafka_security_protocol,
-        }
-        if self.kafka_sasl_mechanism:
-            kwargs["sasl_mechanism"] = self.kafka_sasl_mechanism
-            kwargs["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                kwargs["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
-        if self.kafka_ssl_cafile:
-            kwargs["ssl_cafile"] = str(self.kafka_ssl_cafile)
-        return kwargs
-
 
 def parse_duration_seconds(text: str) -> int:
     """'90s', '5m', '1h', '2d' -> seconds."""

@@ -20,6 +20,8 @@ need_package() { # need_package PACKAGE (for packages without a telling command 
 }
 
 need_command make make
+# openssl makes the throw-away CA of the local broker's TLS listeners (integration tests)
+need_command openssl openssl
 need_command java openjdk-17-jre-headless
 need_command mvn maven
 need_command prometheus prometheus

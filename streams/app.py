@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from expmon.alerting.rules import Rule
 from expmon.exposition.metrics import Metrics
+from expmon.kafka import connection
 from expmon.settings import Settings
 from schemas import codec
 from streams import checkout, logistics, page_load, window_partials
@@ -57,31 +57,6 @@ class Runtime:
         )
 
 
-def _credentials(settings: Settings) -> Any:
-    if settings.kafka_sasl_mechanism:
-        ssl_context = None
-        if settings.kafka_security_protocol == "SASL_SSL":
-            ssl_context = ssl.create_default_context(
-                cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-            )
-        password = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
-        )
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=password,
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=ssl_context,
-        )
-    if settings.kafka_security_protocol == "SSL":
-        return faust.SSLCredentials(
-            ssl.create_default_context(
-                cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-            )
-        )
-    return None
-
-
 class KeepQueuedOnResume(FlowControlEvent):
     """faust's flow control, except that resuming a flow that is already running drops
     nothing.
@@ -118,8 +93,8 @@ def new_faust_app(settings: Settings) -> Any:
     datadir.mkdir(parents=True, exist_ok=True)
     return ExpmonApp(
         settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
-        broker_credentials=_credentials(settings),
+        broker=connection.faust_brokers(settings),
+        broker_credentials=connection.faust_credentials(settings),
         store="memory://",
         web_enabled=False,
         autodiscover=False,

@@ -36,6 +36,7 @@ from expmon.alerting.promrules import export
 from expmon.alerting.rules import load_rules
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import LocalAlertmanager, LocalPrometheus, free_port
 from expmon.settings import Settings
 from schemas import codec
@@ -179,7 +180,7 @@ def measure_alert_latency(
         alertmanager_url=am.url,
         external_labels={"route": "prometheus"},
     )
-    producer = KafkaProducer(**settings.kafka_client_kwargs(), linger_ms=0, acks=1)
+    producer = KafkaProducer(**kafka_python_kwargs(settings), linger_ms=0, acks=1)
     try:
         _wait_ready(settings.metrics_port, worker, log_path)
         prometheus.start()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import ssl
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 from expmon.engine.stage import RawRecord
 from expmon.families.page_load import PageLoadStage
 from expmon.gctune import throughput_gc
+from expmon.kafka.connection import aiokafka_kwargs
 from expmon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,6 @@ log = logging.getLogger(__name__)
 BARE_FETCH_MAX_BYTES = 64 * 1024 * 1024
 BARE_PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 BARE_MAX_RECORDS = 10_000
-
-
-def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection settings in aiokafka form (an SSL context instead of a CA file path)."""
-    kwargs = settings.kafka_client_kwargs()
-    cafile = kwargs.pop("ssl_cafile", None)
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = ssl.create_default_context(cafile=cafile)
-    return kwargs
 
 
 def read_vm_hwm_kb(pid: int | str = "self") -> int | None:

@@ -50,10 +50,11 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from expmon.bench.alert_latency import measure_alert_latency
-from expmon.bench.baseline import aiokafka_kwargs, parse_vm_hwm_kb, read_vm_hwm_kb
+from expmon.bench.baseline import parse_vm_hwm_kb, read_vm_hwm_kb
 from expmon.bench.statemem import measure_state_memory
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import TopicSpec, ensure_topics
+from expmon.kafka.connection import aiokafka_kwargs, kafka_python_kwargs
 from expmon.local.kafka.broker import KAFKA_VERSION, LocalKafka, free_port
 from expmon.settings import Settings, default_cache_dir
 from schemas import codec
@@ -697,7 +698,7 @@ class Runner:
 def _delete_topics(settings: Settings, run_id: str) -> None:
     """Best effort: drop every topic this run created on a broker that outlives it."""
     try:
-        admin = KafkaAdminClient(**settings.kafka_client_kwargs(), client_id="expmon-bench")
+        admin = KafkaAdminClient(**kafka_python_kwargs(settings), client_id="expmon-bench")
     except Exception as exc:
         log.warning("could not clean up the bench topics: %r", exc)
         return

@@ -17,6 +17,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from expmon.errors import TopicError
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def default_topic_specs(settings: Settings) -> list[TopicSpec]:
 def _admin(settings: Settings, timeout: float) -> Iterator[Any]:
     try:
         admin = KafkaAdminClient(
-            **settings.kafka_client_kwargs(),
+            **kafka_python_kwargs(settings),
             client_id=f"{settings.app_id}-topics",
             request_timeout_ms=int(timeout * 1000),
             # kafka-python's default bootstrap wait is 30 s whatever the caller's timeout.

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from expmon.bench.baseline import aiokafka_kwargs
 from expmon.errors import ExpmonError
+from expmon.kafka.connection import aiokafka_kwargs, kafka_python_kwargs
 from expmon.replay.session import ReplayRecord
 from expmon.settings import Settings, parse_duration_seconds
 from schemas.eventtime import format_ms, parse_event_time_ms
@@ -121,7 +121,7 @@ def resolve_range(
     from kafka.structs import TopicPartition as KafkaTP
 
     check_order(start, end)
-    consumer = KafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka_python_kwargs(settings), enable_auto_commit=False)
     try:
         known = consumer.topics()
         partitions: dict[str, int] = {}

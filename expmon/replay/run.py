@@ -29,6 +29,7 @@ from expmon.engine.merge import ViewResult
 from expmon.errors import ConfigError, ExpmonError
 from expmon.exposition.metrics import Metrics, new_registry
 from expmon.gctune import throughput_gc
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.replay.kafka_range import (
     RangeError,
     ResolvedRange,
@@ -112,7 +113,7 @@ def _publisher(settings: Settings, topic: str | None) -> tuple[Any, Callable[...
         return None, lambda *_a, **_k: None
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(**settings.kafka_client_kwargs(), linger_ms=20)
+    producer = KafkaProducer(**kafka_python_kwargs(settings), linger_ms=20)
 
     def send(key: str, value: bytes) -> None:
         producer.send(topic, key=key.encode(), value=value)
@@ -325,7 +326,7 @@ def run_record_load(
         ensure_topics(settings, [TopicSpec(target[t], n) for t, n in reader.partitions.items()])
         total = count_records(path)
         producer = KafkaProducer(
-            **settings.kafka_client_kwargs(), linger_ms=20, max_request_size=4 * 1024 * 1024
+            **kafka_python_kwargs(settings), linger_ms=20, max_request_size=4 * 1024 * 1024
         )
         sent = 0
         with _progress(console, progress) as bar:

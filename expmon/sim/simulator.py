@@ -35,6 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from expmon.kafka.connection import aiokafka_kwargs
 from expmon.settings import Settings, parse_duration_seconds
 from expmon.sim.truth import base as truth_file
 from expmon.sim.truth.page_load import page_load_truth
@@ -1240,7 +1241,7 @@ def topic_for(settings: Settings, family: EventFamily) -> str:
 
 def _default_producer(settings: Settings, max_request_size: int) -> Any:
     return AIOKafkaProducer(
-        **settings.kafka_client_kwargs(),
+        **aiokafka_kwargs(settings),
         client_id="expmon-simulator",
         linger_ms=10,
         max_batch_size=256 * 1024,

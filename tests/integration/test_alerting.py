@@ -18,6 +18,7 @@ from kafka import KafkaProducer
 from expmon.alerting.rules import load_rules
 from expmon.cli import main
 from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import LocalAlertmanager, LocalPrometheus
 from expmon.settings import Settings
 from expmon.sim.simulator import Record, TrafficGenerator, encode_records, parse_incidents
@@ -76,7 +77,7 @@ def produce(settings: Settings, records: list[Record]) -> None:
         EventFamily.LOGISTICS: settings.topic_logistics,
     }
     producer = KafkaProducer(
-        **settings.kafka_client_kwargs(), linger_ms=5, max_request_size=4 * 1024 * 1024
+        **kafka_python_kwargs(settings), linger_ms=5, max_request_size=4 * 1024 * 1024
     )
     for record in records:
         producer.send(topics[record.family], key=record.key.encode(), value=record.value)

@@ -34,6 +34,7 @@ from kafka import KafkaProducer
 from expmon.cli import main
 from expmon.dashboards.generate import DASHBOARDS, dashboard_json
 from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import LocalPrometheus
 from expmon.settings import Settings
 from expmon.sim.simulator import TrafficGenerator, encode_records, parse_incidents
@@ -100,7 +101,7 @@ def produce_in_minutes(settings: Settings) -> int:
         EventFamily.CHECKOUT: settings.topic_checkout,
         EventFamily.LOGISTICS: settings.topic_logistics,
     }
-    producer = KafkaProducer(**settings.kafka_client_kwargs(), linger_ms=5)
+    producer = KafkaProducer(**kafka_python_kwargs(settings), linger_ms=5)
     try:
         for minute in range(DATA_MINUTES + 1):
             low, high = start + minute * MINUTE, start + (minute + 1) * MINUTE

@@ -16,6 +16,7 @@ import pytest
 from kafka import KafkaProducer
 
 from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.settings import Settings
 from expmon.sim.simulator import BadRecord, TrafficGenerator, encode_records, parse_incidents
 from expmon.sim.truth.base import dedupe
@@ -64,7 +65,7 @@ def scenario(settings: Settings) -> tuple[dict[EventFamily, list[dict[str, Any]]
         EventFamily.CHECKOUT: settings.topic_checkout,
         EventFamily.LOGISTICS: settings.topic_logistics,
     }
-    producer = KafkaProducer(**settings.kafka_client_kwargs(), linger_ms=5)
+    producer = KafkaProducer(**kafka_python_kwargs(settings), linger_ms=5)
     good: dict[EventFamily, list[dict[str, Any]]] = {f: [] for f in EventFamily}
     sent = 0
     for record in records:

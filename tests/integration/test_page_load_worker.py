@@ -16,6 +16,7 @@ from kafka import KafkaProducer
 from expmon.engine.stage import RawRecord
 from expmon.families.page_load import PageLoadStage, new_page_load_merger
 from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.settings import Settings
 from expmon.sim.truth.page_load import page_load_truth
 from schemas import codec
@@ -48,7 +49,7 @@ def page_load(eid: str, t: int, rng: random.Random, **over: Any) -> dict[str, An
 
 
 def producer(settings: Settings) -> KafkaProducer:
-    return KafkaProducer(**settings.kafka_client_kwargs(), linger_ms=5, max_request_size=2_000_000)
+    return KafkaProducer(**kafka_python_kwargs(settings), linger_ms=5, max_request_size=2_000_000)
 
 
 def wait_for(predicate: Any, timeout: float, what: str, worker: WorkerProcess) -> None:

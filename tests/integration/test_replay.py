@@ -17,6 +17,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from expmon.cli import main
 from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import LocalAlertmanager
 from expmon.replay.run import ReplayOptions, run_replay
 from expmon.replay.session import canonical
@@ -39,7 +40,7 @@ VIEW_ALERTS = {"PageLoadSlow", "PaymentFailureRateHigh", "BounceRateHigh", "Chec
 
 
 def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
-    admin = KafkaAdminClient(**settings.kafka_client_kwargs())
+    admin = KafkaAdminClient(**kafka_python_kwargs(settings))
     try:
         offsets = admin.list_group_offsets(settings.app_id)[settings.app_id]
     finally:
@@ -203,7 +204,7 @@ def test_record_dump_then_load_reproduces_the_records(
     settings = settings_factory()
     ensure_topics(settings, default_topic_specs(settings))
     topic = settings.topic_page_loads
-    producer = KafkaProducer(**settings.kafka_client_kwargs())
+    producer = KafkaProducer(**kafka_python_kwargs(settings))
     base_ms = future_start() - 60 * MINUTE
     for i in range(60):
         value = b"\xff not utf-8" if i == 7 else codec.dumps({"n": i})

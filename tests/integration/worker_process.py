@@ -16,6 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import free_port
 from expmon.settings import Settings
 from schemas import codec
@@ -108,7 +109,7 @@ class WorkerProcess:
 def read_topic(settings: Settings, topic: str, timeout_ms: int = 3000) -> list[Any]:
     """Every record of a topic, all partitions, in partition then offset order."""
     consumer = KafkaConsumer(
-        **settings.kafka_client_kwargs(), enable_auto_commit=False, consumer_timeout_ms=timeout_ms
+        **kafka_python_kwargs(settings), enable_auto_commit=False, consumer_timeout_ms=timeout_ms
     )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()

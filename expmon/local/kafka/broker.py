@@ -3,6 +3,11 @@
 The jars come from Maven Central through `mvn` (see pom.xml beside this file) and are
 cached under `<cache_dir>/kafka-4.1.1/libs`; the broker runs with the system `java`.
 Used by `expmon demo`, `expmon bench` and the integration tests.
+
+With `secure=True` it also listens with TLS: an SSL listener and a SASL_SSL listener
+(SCRAM-SHA-512, users created when the storage is formatted), both with a certificate
+from a throw-away CA (`tls.py`). The PLAINTEXT listener stays (inter-broker traffic and
+the readiness probe use it).
 """
 
 from __future__ import annotations
@@ -21,14 +26,16 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Literal, Self
 
 from kafka import KafkaAdminClient
 
 from expmon.errors import LocalKafkaError
+from expmon.local.kafka.tls import TlsMaterial, make_tls_material
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,9 @@ REQUIRED_JARS = (
 )
 LOG_TAIL_LINES = 40
 STOP_GRACE_SECONDS = 20.0
+
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+SecureProtocol = Literal["SSL", "SASL_SSL"]
 
 JAVA_HINT = "install a Java 17+ runtime, e.g. apt-get install openjdk-17-jre-headless"
 MAVEN_HINT = "install Maven, e.g. apt-get install maven"
@@ -165,6 +175,13 @@ def free_port(host: str = HOST) -> int:
         return port
 
 
+def free_port_except(taken: set[int], host: str = HOST) -> int:
+    port = free_port(host)
+    while port in taken:
+        port = free_port(host)
+    return port
+
+
 def port_in_use(port: int, host: str = HOST) -> bool:
     """True if something listens on host:port (a bind with SO_REUSEADDR fails only then)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -185,19 +202,64 @@ def _port_accepts(port: int, host: str = HOST) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class ScramUser:
+    """A SCRAM-SHA-512 user the SASL_SSL listener accepts (created at format time)."""
+
+    name: str
+    password: str
+
+
+@dataclass(frozen=True)
+class SecureListeners:
+    """The TLS listeners of a secure broker: their ports and the TLS material."""
+
+    ssl_port: int
+    sasl_ssl_port: int
+    tls: TlsMaterial
+
+
+def _secure_properties(secure: SecureListeners) -> dict[str, str]:
+    return {
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(secure.tls.keystore),
+        "ssl.keystore.password": secure.tls.password,
+        "ssl.key.password": secure.tls.password,
+        "ssl.client.auth": "none",
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+    }
+
+
 def render_server_properties(
-    *, port: int, controller_port: int, log_dir: Path, node_id: int = 1, host: str = HOST
+    *,
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    node_id: int = 1,
+    host: str = HOST,
+    secure: SecureListeners | None = None,
 ) -> str:
     """The server.properties of a combined broker+controller single-node KRaft cluster."""
+    listeners = [f"PLAINTEXT://{host}:{port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if secure is not None:
+        listeners += [
+            f"SSL://{host}:{secure.ssl_port}",
+            f"SASL_SSL://{host}:{secure.sasl_ssl_port}",
+        ]
+        protocols += ["SSL:SSL", "SASL_SSL:SASL_SSL"]
     props: dict[str, str] = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
-        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "listeners": ",".join([*listeners, f"CONTROLLER://{host}:{controller_port}"]),
+        "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.quorum.bootstrap.servers": f"{host}:{controller_port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": str(log_dir),
         # One broker: every internal topic must accept replication factor 1.
         "offsets.topic.replication.factor": "1",
@@ -214,6 +276,8 @@ def render_server_properties(
         "num.io.threads": "4",
         "num.recovery.threads.per.data.dir": "1",
     }
+    if secure is not None:
+        props.update(_secure_properties(secure))
     lines = ["# written by expmon.local.kafka; regenerated on every start"]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
@@ -245,8 +309,15 @@ class LocalKafka:
         port: int | None = None,
         controller_port: int | None = None,
         heap: str = "512m",
+        secure: bool = False,
+        scram_users: Sequence[ScramUser] = (),
     ) -> None:
+        if scram_users and not secure:
+            raise LocalKafkaError("SCRAM users need the SASL_SSL listener: pass secure=True")
         self.cache_dir = cache_dir
+        self.secure = secure
+        self.scram_users = tuple(scram_users)
+        self._secure: SecureListeners | None = None
         self._requested_data_dir = data_dir
         self._requested_port = port
         self._requested_controller_port = controller_port
@@ -275,6 +346,50 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    def _listeners(self) -> SecureListeners:
+        if self._secure is None:
+            raise LocalKafkaError(
+                "the local broker has no TLS listeners (start it with secure=True)"
+                if not self.secure
+                else "the local broker is not started"
+            )
+        return self._secure
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        """The SSL listener (TLS, no authentication)."""
+        return f"{HOST}:{self._listeners().ssl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL listener (TLS, SCRAM-SHA-512)."""
+        return f"{HOST}:{self._listeners().sasl_ssl_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate (PEM) clients of the TLS listeners trust."""
+        return self._listeners().tls.ca_file
+
+    def client_env(self, protocol: SecureProtocol, user: ScramUser | None = None) -> dict[str, str]:
+        """`EXPMON_KAFKA_*` variables for a client of a TLS listener (with `user` for
+        SASL_SSL: pass any name and password to try a wrong one)."""
+        env = {
+            "EXPMON_KAFKA_SECURITY_PROTOCOL": protocol,
+            "EXPMON_KAFKA_SSL_CAFILE": str(self.ca_file),
+        }
+        if protocol == "SSL":
+            env["EXPMON_KAFKA_BOOTSTRAP"] = self.ssl_bootstrap
+            return env
+        if user is None:
+            raise LocalKafkaError("SASL_SSL needs a user (name and password)")
+        env.update(
+            EXPMON_KAFKA_BOOTSTRAP=self.sasl_ssl_bootstrap,
+            EXPMON_KAFKA_SASL_MECHANISM=SCRAM_MECHANISM,
+            EXPMON_KAFKA_SASL_USERNAME=user.name,
+            EXPMON_KAFKA_SASL_PASSWORD=user.password,
+        )
+        return env
 
     @property
     def data_dir(self) -> Path:
@@ -335,6 +450,11 @@ class LocalKafka:
         self._pick_ports()
         self._prepare_data_dir()
         try:
+            if self.secure:
+                ssl_port = free_port_except({self.port, self.controller_port})
+                sasl_port = free_port_except({self.port, self.controller_port, ssl_port})
+                tls = make_tls_material(self.data_dir / "tls")
+                self._secure = SecureListeners(ssl_port, sasl_port, tls)
             props = self._write_config()
             self._format_storage(java, libs, props)
             self._launch(java, libs, props)
@@ -353,6 +473,7 @@ class LocalKafka:
         if self._output is not None:
             self._output.close()
             self._output = None
+        self._secure = None
         if self._owns_data_dir and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
@@ -395,6 +516,7 @@ class LocalKafka:
                 port=self.port,
                 controller_port=self.controller_port,
                 log_dir=self.data_dir / "kraft-logs",
+                secure=self._secure,
             )
         )
         return props
@@ -420,11 +542,13 @@ class LocalKafka:
             "format",
             "--standalone",
             "--ignore-formatted",
-            "-t",
-            new_cluster_id(),
+            # one argument: an id may start with "-", which argparse would take for an option
+            f"--cluster-id={new_cluster_id()}",
             "-c",
             str(props),
         ]
+        for user in self.scram_users:
+            cmd += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user.name},password={user.password}]"]
         try:
             result = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=120, check=False, cwd=self.data_dir
@@ -476,7 +600,7 @@ class LocalKafka:
                     f" (port {self.port}, controller port {self.controller_port})",
                     self.log_tail(),
                 )
-            if _port_accepts(self.port):
+            if all(_port_accepts(p) for p in self._ports()):
                 error = self._metadata_error()
                 if error is None:
                     return
@@ -488,6 +612,11 @@ class LocalKafka:
                     self.log_tail(),
                 )
             time.sleep(0.25)
+
+    def _ports(self) -> list[int]:
+        if self._secure is None:
+            return [self.port]
+        return [self.port, self._secure.ssl_port, self._secure.sasl_ssl_port]
 
     def _metadata_error(self) -> str | None:
         """None if a kafka-python metadata request succeeds, else why not."""
@@ -532,6 +661,8 @@ class LocalKafka:
 __all__ = [
     "KAFKA_VERSION",
     "LocalKafka",
+    "ScramUser",
+    "SecureListeners",
     "ensure_jars",
     "find_java",
     "find_mvn",

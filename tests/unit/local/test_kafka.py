@@ -6,6 +6,8 @@ import base64
 import re
 import shutil
 import socket
+import ssl
+import threading
 import uuid
 from pathlib import Path
 
@@ -15,11 +17,14 @@ from expmon.errors import LocalKafkaError
 from expmon.local.kafka import broker
 from expmon.local.kafka.broker import (
     LocalKafka,
+    ScramUser,
+    SecureListeners,
     ensure_jars,
     new_cluster_id,
     port_in_use,
     render_server_properties,
 )
+from expmon.local.kafka.tls import TlsMaterial, make_tls_material
 
 
 def _parse(text: str) -> dict[str, str]:
@@ -50,6 +55,64 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["auto.create.topics.enable"] == "true"
     assert props["num.partitions"] == "1"
+
+
+def test_server_properties_with_tls_listeners(tmp_path: Path) -> None:
+    tls = TlsMaterial(tmp_path / "ca.pem", tmp_path / "broker.p12", "pw")
+    secure = SecureListeners(ssl_port=19094, sasl_ssl_port=19095, tls=tls)
+    props = _parse(
+        render_server_properties(
+            port=19092, controller_port=19093, log_dir=tmp_path / "logs", secure=secure
+        )
+    )
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SSL://127.0.0.1:19094,SASL_SSL://127.0.0.1:19095,"
+        "CONTROLLER://127.0.0.1:19093"
+    )
+    assert props["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SSL://127.0.0.1:19094,SASL_SSL://127.0.0.1:19095"
+    )
+    assert props["listener.security.protocol.map"] == (
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL"
+    )
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["ssl.keystore.location"] == str(tmp_path / "broker.p12")
+    assert props["ssl.keystore.password"] == props["ssl.key.password"] == "pw"
+    assert props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert (
+        "ScramLoginModule required"
+        in props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    )
+
+
+def test_tls_material_is_a_ca_and_a_broker_certificate_it_signed(tmp_path: Path) -> None:
+    tls = make_tls_material(tmp_path / "tls")
+    assert tls.keystore.stat().st_size > 0 and len(tls.password) >= 16
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    (ca,) = context.get_ca_certs()
+    assert dict(x[0] for x in ca["subject"])["commonName"] == "expmon local Kafka CA"
+    broker_pem = (tmp_path / "tls" / "broker.pem").read_text()
+    # the broker certificate verifies against the CA for 127.0.0.1 (what clients check)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "tls" / "broker.pem", tmp_path / "tls" / "broker.key")
+    client_sock, server_sock = socket.socketpair()
+    with client_sock, server_sock:
+        accept = threading.Thread(
+            target=lambda: server.wrap_socket(server_sock, server_side=True), daemon=True
+        )
+        accept.start()
+        with context.wrap_socket(client_sock, server_hostname="127.0.0.1") as tls_client:
+            alt_names = tls_client.getpeercert()["subjectAltName"]
+        accept.join(10)
+    assert ("IP Address", "127.0.0.1") in alt_names
+    assert "BEGIN CERTIFICATE" in broker_pem
+
+
+def test_scram_users_need_the_secure_listeners(tmp_path: Path) -> None:
+    with pytest.raises(LocalKafkaError, match="secure=True"):
+        LocalKafka(tmp_path, scram_users=[ScramUser("u", "p")])
+    with pytest.raises(LocalKafkaError, match="no TLS listeners"):
+        _ = LocalKafka(tmp_path).ssl_bootstrap
 
 
 def test_cluster_id_is_22_char_base64url_of_16_bytes() -> None:
