@@ -18,9 +18,10 @@ limits are not applied: the caller keeps labels within `max_label_values`.
 
 Views as in `expmon.sim.truth.base`: a k-window view ending at E covers [E - k * window_ms, E); a
 row is emitted for every window end E and group with at least one count in that range.
-Rows have the formats of `expmon.families.checkout.summarize_rows` (funnel groups plus the
-"all"/"all"/"all" group, payment groups plus user_type "all") and are sorted by the order
-of `views`, then end_ms, then `expmon.families.checkout.row_sort_key`.
+Rows have the formats of the windows topic's checkout rows (funnel groups plus the
+"all"/"all"/"all" group, payment groups plus user_type "all"; no sample event ids: truth
+is about figures) and are sorted by the order of `views`, then end_ms, then
+`row_sort_key`. Nothing here comes from `expmon.families`.
 """
 
 from __future__ import annotations
@@ -30,29 +31,95 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from expmon.families.checkout import (
-    ABANDONED_PREFIX,
-    ALL,
-    ATTEMPTS,
-    FAILURES,
-    FUNNEL_SPACE,
-    ORDER_PLACED,
-    PAYMENT_FAILED,
-    PAYMENT_SPACE,
-    PAYMENT_SUCCEEDED,
-    REASON_PREFIX,
-    STEP_INDEX,
-    STEP_PREFIX,
-    channel_of,
-    funnel_rows,
-    payment_row,
-    row_sort_key,
-    user_type_of,
-)
 from expmon.sim.truth.base import DEFAULT_VIEWS, TruthRow, dedupe
+from schemas.events import CHECKOUT_STEPS
 from schemas.eventtime import parse_event_time_ms
 
 DEFAULT_ABANDON_MS = 1_800_000
+
+# The product's definitions, written out here on purpose (not imported from
+# expmon.families.checkout): a mistake in the processor's formulas must show as a
+# difference from this module, not be copied into it.
+ALL = "all"
+ORDER_PLACED = "order_placed"
+PAYMENT_SUCCEEDED = "payment_succeeded"
+PAYMENT_FAILED = "payment_failed"
+FUNNEL = ("cart_viewed", "checkout_started", "shipping_selected", "payment_submitted", ORDER_PLACED)
+STEP_INDEX = {step: i for i, step in enumerate(CHECKOUT_STEPS)}
+FUNNEL_SPACE = "funnel"
+PAYMENT_SPACE = "payment"
+ATTEMPTS = "attempts"
+FAILURES = "failures"
+STEP_PREFIX = "step:"
+ABANDONED_PREFIX = "abandoned:"
+REASON_PREFIX = "reason:"
+KINDS = ("dropoff", "conversion", "payment")
+
+
+def user_type_of(event: Mapping[str, Any]) -> str:
+    """`new` only when is_new_user is true; missing or false is `returning`."""
+    return "new" if event.get("is_new_user") is True else "returning"
+
+
+def channel_of(event: Mapping[str, Any]) -> str:
+    return str(event.get("channel") or "other")
+
+
+def _share(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def row_sort_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Kind (drop-off, conversion, payment), then group, then funnel position."""
+    if row["kind"] == "payment":
+        return (2, row["provider"], row["method"], row["user_type"], 0)
+    position = FUNNEL.index(row["from_step"]) if row["kind"] == "dropoff" else 0
+    return (KINDS.index(row["kind"]), row["device"], row["channel"], row["user_type"], position)
+
+
+def funnel_rows(
+    view: str, start_ms: int, end_ms: int, group: tuple[str, str, str], counts: Mapping[str, int]
+) -> list[TruthRow]:
+    """Drop-off rows of each consecutive funnel pair, then the conversion row."""
+    device, channel, user_type = group
+    head = {"view": view, "start_ms": start_ms, "end_ms": end_ms,
+            "device": device, "channel": channel, "user_type": user_type}  # fmt: skip
+    reached = {step: counts.get(STEP_PREFIX + step, 0) for step in CHECKOUT_STEPS}
+    rows: list[TruthRow] = []
+    for i in range(len(FUNNEL) - 1):
+        before, after = reached[FUNNEL[i]], reached[FUNNEL[i + 1]]
+        rows.append(
+            {"kind": "dropoff", **head, "from_step": FUNNEL[i], "to_step": FUNNEL[i + 1],
+             "from_count": before, "to_count": after,
+             "dropoff_ratio": (before - after) / before if before else None}
+        )  # fmt: skip
+    abandoned = {
+        step: counts[ABANDONED_PREFIX + step]
+        for step in CHECKOUT_STEPS
+        if counts.get(ABANDONED_PREFIX + step)
+    }
+    rows.append(
+        {"kind": "conversion", **head,
+         "checkout_started": reached["checkout_started"], "order_placed": reached[ORDER_PLACED],
+         "conversion_ratio": _share(reached[ORDER_PLACED], reached["checkout_started"]),
+         "abandoned": abandoned, "abandoned_total": sum(abandoned.values())}
+    )  # fmt: skip
+    return rows
+
+
+def payment_row(
+    view: str, start_ms: int, end_ms: int, group: tuple[str, str, str], counts: Mapping[str, int]
+) -> TruthRow:
+    provider, method, user_type = group
+    reasons = sorted(name for name in counts if name.startswith(REASON_PREFIX) and counts[name])
+    return {
+        "kind": "payment", "view": view, "start_ms": start_ms, "end_ms": end_ms,
+        "provider": provider, "method": method, "user_type": user_type,
+        "attempts": counts.get(ATTEMPTS, 0), "failures": counts.get(FAILURES, 0),
+        "failure_ratio": _share(counts.get(FAILURES, 0), counts.get(ATTEMPTS, 0)),
+        "failures_by_reason": {name[len(REASON_PREFIX) :]: counts[name] for name in reasons},
+    }  # fmt: skip
+
 
 _Group = tuple[str, str, str, str]  # (space, dim, dim, user_type)
 
@@ -184,12 +251,6 @@ def _merge(windows: Mapping[int, Mapping[str, int]], indexes: Iterable[int]) -> 
     return dict(merged)
 
 
-def figures_only(row: dict[str, Any]) -> dict[str, Any]:
-    """Truth is about figures: the stage's sample event ids (evidence) are not compared."""
-    row.pop("sample_event_ids", None)
-    return row
-
-
 def checkout_truth(
     events: Iterable[Mapping[str, Any]],
     window_ms: int = 60_000,
@@ -230,7 +291,7 @@ def checkout_truth(
                     _add_into(funnel_all[end], merged)
                 else:
                     row = payment_row(view, start_ms, end_ms, (a, b, user_type), merged)
-                    view_rows.append(figures_only(row))
+                    view_rows.append(row)
                     _add_into(payment_all[(end, a, b)], merged)
         for end, totals in funnel_all.items():
             start_ms, end_ms = (end - k) * window_ms, end * window_ms
@@ -238,7 +299,7 @@ def checkout_truth(
         for (end, provider, method), totals in payment_all.items():
             start_ms, end_ms = (end - k) * window_ms, end * window_ms
             row = payment_row(view, start_ms, end_ms, (provider, method, ALL), totals)
-            view_rows.append(figures_only(row))
+            view_rows.append(row)
         for row in view_rows:
             row["_order"] = view_order
         rows.extend(view_rows)

@@ -1,10 +1,10 @@
 """Exact ground truth for logistics windows, computed from the events themselves.
 
-Pure functions, no Kafka, no watermark: the reference `expmon.families.logistics` is checked
-against. It applies the product's definitions (see the `expmon.families.logistics` docstring) in
-a direct form: each order's events sorted by event time (ties: list order, which for
-one order is its partition's arrival order), and before each event every deadline
-strictly earlier than it fires.
+Pure functions, no Kafka, no watermark: the reference `expmon.families.logistics` is
+checked against, importing nothing from it. It applies the product's definitions (see
+the `expmon.families.logistics` docstring) in a direct form: each order's events sorted
+by event time (ties: list order, which for one order is its partition's arrival order),
+and before each event every deadline strictly earlier than it fires.
 
 The caller passes valid logistics events (duplicates are dropped here by event_id, the
 first occurrence wins) and `closed_through_ms`: the end of the last window the
@@ -23,7 +23,8 @@ Row formats (one dict per view, window end and group):
     {"kind": "delivery", "view", "start_ms", "end_ms", "carrier", "delivered", "failed",
      "exception_ratio", "on_time", "late", "on_time_ratio"}
     {"kind": "tracking", "view", "start_ms", "end_ms", "carrier", "became_stale"}
-Ratios are None when their denominator is 0. Rows are sorted by the order of `views`,
+Ratios are None when their denominator is 0; no sample event ids (truth is about
+figures). Rows are sorted by the order of `views`,
 then end_ms, kind (sla, delivery, tracking), warehouse, carrier.
 """
 
@@ -34,23 +35,60 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from expmon.families.logistics import (
-    ALL,
-    DELIVERED,
-    DELIVERY_FAILED,
-    ORDER_PLACED,
-    SHIPMENT_STATUSES,
-    TERMINAL_STATUSES,
-    TRACKED_STATUSES,
-    delivery_row,
-    row_sort_key,
-    sla_row,
-    tracking_row,
-)
 from expmon.sim.truth.base import DEFAULT_VIEWS, TruthRow, dedupe
 from schemas.eventtime import parse_event_time_ms
 
 _Group = tuple[str, ...]  # ("sla", warehouse, carrier) | ("delivery", carrier) | ...
+
+# The product's definitions, written out here on purpose (not imported from
+# expmon.families.logistics): a mistake in the processor's formulas must show as a
+# difference from this module, not be copied into it.
+ALL = "all"
+ORDER_PLACED = "order_placed"
+DELIVERED = "delivered"
+DELIVERY_FAILED = "delivery_failed"
+SHIPMENT_STATUSES = frozenset({"shipped", "in_transit", "out_for_delivery", DELIVERED,
+                               DELIVERY_FAILED})  # fmt: skip
+TRACKED_STATUSES = frozenset({"shipped", "in_transit", "out_for_delivery"})
+TERMINAL_STATUSES = frozenset({DELIVERED, "returned"})
+KINDS = ("sla", "delivery", "tracking")
+
+
+def _share(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def row_sort_key(row: Mapping[str, Any]) -> tuple[int, str, str]:
+    return (KINDS.index(row["kind"]), row.get("warehouse", ""), row["carrier"])
+
+
+def sla_row(
+    view: str, start_ms: int, end_ms: int, warehouse: str, carrier: str, within: int, breach: int
+) -> TruthRow:
+    return {
+        "kind": "sla", "view": view, "start_ms": start_ms, "end_ms": end_ms,
+        "warehouse": warehouse, "carrier": carrier, "within": within, "breach": breach,
+        "within_sla_ratio": _share(within, within + breach),
+        "breach_ratio": _share(breach, within + breach),
+    }  # fmt: skip
+
+
+def delivery_row(
+    view: str, start_ms: int, end_ms: int, carrier: str, counts: Mapping[str, int]
+) -> TruthRow:
+    delivered, failed = counts.get("delivered", 0), counts.get("failed", 0)
+    on_time, late = counts.get("on_time", 0), counts.get("late", 0)
+    return {
+        "kind": "delivery", "view": view, "start_ms": start_ms, "end_ms": end_ms,
+        "carrier": carrier, "delivered": delivered, "failed": failed,
+        "exception_ratio": _share(failed, delivered + failed),
+        "on_time": on_time, "late": late, "on_time_ratio": _share(on_time, on_time + late),
+    }  # fmt: skip
+
+
+def tracking_row(view: str, start_ms: int, end_ms: int, carrier: str, stale: int) -> TruthRow:
+    return {"kind": "tracking", "view": view, "start_ms": start_ms, "end_ms": end_ms,
+            "carrier": carrier, "became_stale": stale}  # fmt: skip
 
 
 @dataclass
@@ -210,7 +248,6 @@ def logistics_truth(
     rows.sort(key=lambda r: (r["_order"], r["end_ms"], *row_sort_key(r)))
     for row in rows:
         del row["_order"]
-        row.pop("sample_event_ids", None)  # truth is about figures, not evidence
     breached = frozenset(
         order_id
         for order_id, times in breaches.items()
@@ -225,14 +262,5 @@ def _row(
     if group[0] == "sla":
         return sla_row(view, start_ms, end_ms, group[1], group[2], total["within"], total["breach"])
     if group[0] == "delivery":
-        return delivery_row(
-            view,
-            start_ms,
-            end_ms,
-            group[1],
-            total["delivered"],
-            total["failed"],
-            total["on_time"],
-            total["late"],
-        )
+        return delivery_row(view, start_ms, end_ms, group[1], total)
     return tracking_row(view, start_ms, end_ms, group[1], total["became_stale"])

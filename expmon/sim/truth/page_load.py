@@ -25,11 +25,11 @@ in ms. slow_ratio is the share of load_ms > slow_threshold_ms (strictly). apdex 
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from expmon.engine.sketch import exact_quantile
 from expmon.sim.truth.base import ALL, DEFAULT_VIEWS, TruthRow, dedupe
 from schemas.eventtime import parse_event_time_ms
 
@@ -42,6 +42,14 @@ QUANTILES: tuple[tuple[str, float], ...] = (
     ("p99", 0.99),
 )
 _Group = tuple[str, str, str]  # page, device, region
+
+
+def exact_quantile(sorted_values: Sequence[float], q: float) -> float:
+    """The value at rank floor(q * (n - 1)) of the sorted values (what the 1 % sketch
+    approximates; written here again so that truth shares no code with the processor)."""
+    if not sorted_values:
+        raise ValueError("no values")
+    return sorted_values[math.floor(q * (len(sorted_values) - 1))]
 
 
 def window_stats(
