@@ -164,10 +164,6 @@ class Settings(BaseSettings):
     def alertmanager_urls(self) -> tuple[str, ...]:
         return tuple(u.strip() for u in self.alertmanager_url.split(",") if u.strip())
 
-    @property
-    def input_topics(self) -> tuple[str, str, str]:
-        return (self.topic_page_loads, self.topic_checkout, self.topic_logistics)
-
 
 def parse_duration_seconds(text: str) -> int:
     """'90s', '5m', '1h', '2d' -> seconds."""

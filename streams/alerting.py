@@ -11,17 +11,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from expmon.alerting.engine import AlertEngine, EngineOutput
 from expmon.alerting.pipeline import PipelineTelemetry
 from expmon.alerting.rules import Rule
 from expmon.alerting.sinks import AlertmanagerSink, AlertSink, LogSink, TopicSink
 from expmon.engine.merge import ViewResult
+from expmon.families.registry import topics_by_family
+from streams.runtime import Runtime
 from streams.state import TableState
-
-if TYPE_CHECKING:
-    from streams.app import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +30,7 @@ class AlertRunner:
         self, rt: Runtime, rules: Sequence[Rule], sinks: Sequence[AlertSink], state: TableState
     ) -> None:
         self.rt = rt
-        topics = {
-            "page_load": rt.settings.topic_page_loads,
-            "checkout": rt.settings.topic_checkout,
-            "logistics": rt.settings.topic_logistics,
-        }
-        self.engine = AlertEngine(rules, topics)
+        self.engine = AlertEngine(rules, topics_by_family(rt.settings))
         self.telemetry = PipelineTelemetry()
         self.sinks = list(sinks)
         self.state = state
@@ -105,7 +99,7 @@ def build_sinks(rt: Runtime) -> list[AlertSink]:
     sinks: list[AlertSink] = [LogSink(count)]
 
     async def send(key: bytes, value: bytes) -> Any:
-        return await rt.alerts_topic.send(key=key, value=value)
+        return await rt.topics.alerts.send(key=key, value=value)
 
     sinks.append(TopicSink(send, count))
     if settings.alertmanager_urls:

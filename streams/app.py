@@ -1,60 +1,49 @@
-"""Builds the faust app of a worker: topics, processors, the tick, and the HTTP endpoints."""
+"""The composition root of a worker: the faust app, its topics, one stage agent per
+registered family, the merge agent, alerting, the tick and the HTTP endpoints.
+
+Order matters and is the point of this module: app and topics first, then the runtime
+(immutable), then the runners that hold it, then the agents that drive them.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
-from aiohttp import web
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from expmon.alerting.rules import Rule
 from expmon.exposition.metrics import Metrics
+from expmon.families.registry import FAMILIES
 from expmon.kafka import connection
 from expmon.settings import Settings
-from schemas import codec
-from streams import checkout, logistics, page_load, window_partials
-from streams.alerting import AlertRunner
-from streams.runner import MergeRunner, StageRunner
+from streams import http, window_partials
+from streams.alerting import AlertRunner, build_sinks
+from streams.runner import MergeRunner, StageRunner, register_stage
+from streams.runtime import Runtime, Topics
+from streams.state import TableState
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 
 
-@dataclass
-class Runtime:
-    """What the agents of one worker share."""
+@dataclass(frozen=True)
+class Worker:
+    """A worker's runtime and its runners, all built before the app starts."""
 
-    settings: Settings
-    metrics: Metrics
-    app: Any
-    source_partitions: dict[str, int]
-    live: bool = True
-    dlq_topic: Any = None
-    partials_topic: Any = None
-    windows_topic: Any = None
-    alerts_topic: Any = None
-    rules: list[Rule] | None = None
-    alert_runner: AlertRunner | None = None
-    stage_runners: list[StageRunner] = field(default_factory=list)
-    merge_runners: list[MergeRunner] = field(default_factory=list)
-    started_wall: float = field(default_factory=time.time)
-    last_final_wall: float | None = None
+    runtime: Runtime
+    stages: tuple[StageRunner, ...]  # one per registered family
+    merges: tuple[MergeRunner, ...]  # one per registered family, in the merge agent
+    alerts: AlertRunner | None  # None: alerting off (`rules=None`)
 
-    def ready(self) -> bool:
-        app = self.app
-        return bool(
-            app.consumer is not None
-            and not app.rebalancing
-            and not getattr(app, "in_recovery", False)
-            and app.consumer.assignment()
-        )
+    @property
+    def app(self) -> Any:
+        return self.runtime.app
 
 
 class KeepQueuedOnResume(FlowControlEvent):
@@ -115,36 +104,50 @@ def new_faust_app(settings: Settings) -> Any:
     )
 
 
-def build_runtime(
+def _raw_topic(app: Any, name: str, **kwargs: Any) -> Any:
+    return app.topic(name, key_serializer="raw", value_serializer="raw", **kwargs)
+
+
+def build_worker(
     settings: Settings,
     metrics: Metrics,
     source_partitions: dict[str, int],
     live: bool = True,
     rules: list[Rule] | None = None,
-) -> Runtime:
+) -> Worker:
     """The faust app with every processor; `rules=None` runs without alerting."""
     app = new_faust_app(settings)
-    rt = Runtime(settings, metrics, app, source_partitions, live=live, rules=rules)
-    rt.dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
-    rt.partials_topic = app.topic(
-        settings.topic_window_partials, key_serializer="raw", value_serializer="raw", partitions=1
+    topics = Topics(
+        dlq=_raw_topic(app, settings.topic_dlq),
+        partials=_raw_topic(app, settings.topic_window_partials, partitions=1),
+        windows=_raw_topic(app, settings.topic_windows),
+        alerts=_raw_topic(app, settings.topic_alerts),
     )
-    rt.windows_topic = app.topic(
-        settings.topic_windows, key_serializer="raw", value_serializer="raw"
+    rt = Runtime(settings, metrics, app, topics, source_partitions, live=live)
+    stages = []
+    for family in FAMILIES:
+        stage = family.new_stage(settings, source_partitions[family.topic(settings)], live=live)
+        metrics.attach(stage)
+        stages.append(register_stage(rt, stage, agent_name=family.agent, table_name=family.table))
+    # The merge stage and the alert engine share one changelogged table (alert state moves
+    # with the merge partition to its next owner).
+    merge_state = TableState(
+        app.Table(window_partials.TABLE, partitions=1, key_type=bytes, value_type=bytes)
     )
-    rt.alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
-    rt.stage_runners.append(page_load.register(rt))
-    rt.stage_runners.append(checkout.register(rt))
-    rt.stage_runners.append(logistics.register(rt))
-    rt.merge_runners.extend(window_partials.register(rt))
+    alerts = None if rules is None else AlertRunner(rt, rules, build_sinks(rt), merge_state)
+    merges = tuple(
+        MergeRunner(rt, family.new_merger(settings), merge_state, alerts) for family in FAMILIES
+    )
+    window_partials.register(rt, merges, alerts)
+    worker = Worker(rt, tuple(stages), merges, alerts)
 
     async def tick() -> None:
-        await _tick(rt)
+        await _tick(worker)
 
     app.timer(TICK_SECONDS)(tick)
 
     async def serve_http() -> None:
-        await _serve_http(rt)
+        await http.serve(rt, alerts)
 
     app.task(serve_http)
 
@@ -152,27 +155,28 @@ def build_runtime(
         # Drop a revoked partition's in-memory state now, not at the next tick: if it comes
         # back between two ticks, another worker may have moved it on meanwhile, and the
         # state must come from the changelog (faust re-reads it on every assignment).
-        for stage_runner in rt.stage_runners:
+        for stage_runner in worker.stages:
             gone = {tp.partition for tp in revoked if tp.topic == stage_runner.stage.topic}
             if gone:
                 await stage_runner.revoke_partitions(gone)
         if any(tp.topic == settings.topic_window_partials for tp in revoked):
-            for runner in rt.merge_runners:
+            for runner in worker.merges:
                 runner.revoke()
-            if rt.alert_runner is not None:
-                rt.alert_runner.revoke()
+            if worker.alerts is not None:
+                worker.alerts.revoke()
 
     app.on_partitions_revoked.connect(on_revoked)
-    return rt
+    return worker
 
 
-async def _tick(rt: Runtime) -> None:
+async def _tick(worker: Worker) -> None:
     """Sync assignment, advance idle partitions, export watermark lag."""
+    rt = worker.runtime
     app = rt.app
     settled = rt.ready()
     assignment = app.consumer.assignment() if app.consumer is not None else set()
     now = time.time()
-    for runner in rt.stage_runners:
+    for runner in worker.stages:
         topic = runner.stage.topic
         highwater = {
             tp.partition: app.consumer.highwater(tp) for tp in assignment if tp.topic == topic
@@ -186,15 +190,15 @@ async def _tick(rt: Runtime) -> None:
             rt.metrics.watermark_lag.labels(topic).set(max(0.0, now - min(watermarks) / 1000))
         if settled:
             rt.metrics.consumer_lag.labels(topic).set(sum(lags.values()))
-    await _tick_alerts(rt, assignment if settled else None)
+    await _tick_alerts(worker, assignment if settled else None)
 
 
-async def _tick_alerts(rt: Runtime, assignment: set[Any] | None) -> None:
+async def _tick_alerts(worker: Worker, assignment: set[Any] | None) -> None:
     """The owner of the merge stage evaluates pipeline rules, even with no input at all."""
-    runner = rt.alert_runner
+    runner = worker.alerts
     if runner is None or assignment is None:
         return
-    if any(tp.topic == rt.settings.topic_window_partials for tp in assignment):
+    if any(tp.topic == worker.runtime.settings.topic_window_partials for tp in assignment):
         await runner.take_ownership()
         await runner.tick()
 
@@ -210,57 +214,3 @@ def _partition_lags(runner: StageRunner, highwater: dict[int, int | None]) -> di
         applied = windows.offset if windows is not None else -1
         lags[partition] = 1 if mark is None else max(0, mark - applied - 1)
     return lags
-
-
-async def _serve_http(rt: Runtime) -> None:
-    async def metrics_view(request: web.Request) -> web.Response:
-        # `?name[]=...` as in prometheus_client's own exposition: only those families
-        # (a cheap poll of one counter; the full page costs the event loop tens of ms).
-        names = request.query.getall("name[]", [])
-        registry = rt.metrics.registry
-        body = generate_latest(registry.restricted_registry(names) if names else registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "ok", "uptime_seconds": round(time.time() - rt.started_wall, 1)}
-        )
-
-    async def alerts(request: web.Request) -> web.Response:
-        runner = rt.alert_runner
-        if runner is None or not runner.owner:
-            body = {"owner": False, "alerts": []}
-        else:
-            wanted = request.query.get("fingerprint")
-            body = {
-                "owner": True,
-                "alerts": [
-                    i.to_dict()
-                    for i in runner.engine.instances.values()
-                    if wanted is None or i.fingerprint == wanted
-                ],
-            }
-        return web.Response(body=codec.dumps(body), content_type="application/json")
-
-    async def readyz(_request: web.Request) -> web.Response:
-        ready = rt.ready()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
-
-    web_app = web.Application()
-    web_app.add_routes(
-        [
-            web.get("/metrics", metrics_view),
-            web.get("/healthz", healthz),
-            web.get("/readyz", readyz),
-            web.get("/alerts", alerts),
-        ]
-    )
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, rt.settings.metrics_host, rt.settings.metrics_port)
-    await site.start()
-    # With port 0 the OS picked one: report the real address.
-    port = runner.addresses[0][1] if runner.addresses else rt.settings.metrics_port
-    log.info(
-        "metrics on http://%s:%s/metrics (also /healthz, /readyz)", rt.settings.metrics_host, port
-    )

@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from expmon.engine.merge import MergeOutput, WindowMerger
 from expmon.engine.stage import RawRecord, StageOutput, WindowedStage
 from expmon.engine.windows import partition_of_state_key
 from schemas import codec
+from streams.alerting import AlertRunner
+from streams.runtime import Runtime
 from streams.state import TableState
-
-if TYPE_CHECKING:
-    from streams.app import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class StageRunner:
                 str(p): {c: list(pair) for c, pair in per.items()} for p, per in tracking().items()
             }
         self.outcomes = {}
-        await self.runtime.partials_topic.send(
+        await self.runtime.topics.partials.send(
             key=message["family"].encode(), value=codec.dumps(message)
         )
 
@@ -117,11 +116,13 @@ class StageRunner:
                 self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
         for letter in out.dead_letters:
             metrics.dead_letters.labels(topic, letter.reason).inc()
-            await rt.dlq_topic.send(key=letter.key, value=letter.value, headers=letter.headers)
+            await rt.topics.dlq.send(key=letter.key, value=letter.value, headers=letter.headers)
         for partial in out.partials:
-            await rt.partials_topic.send(key=partial["family"].encode(), value=codec.dumps(partial))
+            await rt.topics.partials.send(
+                key=partial["family"].encode(), value=codec.dumps(partial)
+            )
         if out.dead_letters or out.partials:
-            await rt.app.producer.flush()
+            await rt.flush()
         writes = 0
         for partition, checkpoint in sorted(out.checkpoints.items()):
             writes += await self.state.apply_checkpoint(partition, checkpoint)
@@ -130,10 +131,17 @@ class StageRunner:
 
 
 class MergeRunner:
-    def __init__(self, runtime: Runtime, merger: WindowMerger[Any], state: TableState) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        merger: WindowMerger[Any],
+        state: TableState,
+        alerts: AlertRunner | None = None,
+    ) -> None:
         self.runtime = runtime
         self.merger = merger
         self.state = state
+        self.alerts = alerts  # evaluates each final view (None: alerting off)
         self.restored = False
         self.lock = asyncio.Lock()
 
@@ -160,17 +168,16 @@ class MergeRunner:
     async def _publish(self, out: MergeOutput) -> None:
         rt = self.runtime
         for result in out.results:
-            await rt.windows_topic.send(
+            await rt.topics.windows.send(
                 key=result.record_key.encode(), value=codec.dumps(result.to_dict())
             )
             rt.metrics.board.update(result)
             rt.metrics.windows_final.labels(result.family, result.view).inc()
         if out.results:
-            await rt.app.producer.flush()
-            rt.last_final_wall = time.time()
+            await rt.flush()
             # Before the merge state moves on: a crash in between re-evaluates these views.
-            if rt.alert_runner is not None:
-                await rt.alert_runner.on_results(out.results)
+            if self.alerts is not None:
+                await self.alerts.on_results(out.results)
         await self.state.apply(0, out.writes, out.deletes)
 
 

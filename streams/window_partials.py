@@ -1,29 +1,25 @@
-"""The merge processor: per-partition window partials into final windows and views."""
+"""The merge agent: per-partition window partials into final windows and views.
+
+One agent on the (single-partition) partials topic feeds every family's merge runner,
+and the alert runner with the workers' telemetry.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from expmon.families.checkout import new_checkout_merger
-from expmon.families.logistics import new_logistics_merger
-from expmon.families.page_load import new_page_load_merger
 from schemas import codec
-from streams.alerting import AlertRunner, build_sinks
+from streams.alerting import AlertRunner
 from streams.runner import MergeRunner
-from streams.state import TableState
+from streams.runtime import Runtime
 
-if TYPE_CHECKING:
-    from streams.app import Runtime
+AGENT = "window-partials"
+TABLE = "window-merge-state"  # merge state and alert state (stable: names the changelog)
 
 
-def register(rt: Runtime) -> list[MergeRunner]:
+def register(rt: Runtime, runners: Sequence[MergeRunner], alerts: AlertRunner | None) -> None:
     settings = rt.settings
-    table = rt.app.Table("window-merge-state", partitions=1, key_type=bytes, value_type=bytes)
-    state = TableState(table)
-    runners = [
-        MergeRunner(rt, new_merger(settings), state)
-        for new_merger in (new_page_load_merger, new_checkout_merger, new_logistics_merger)
-    ]
 
     async def window_partials(stream: Any) -> None:
         async for events in stream.take_events(
@@ -31,12 +27,9 @@ def register(rt: Runtime) -> list[MergeRunner]:
         ):
             messages = [codec.loads(e.message.value) for e in events]
             telemetry = [m for m in messages if m.get("kind") == "telemetry"]
-            if telemetry and rt.alert_runner is not None:
-                rt.alert_runner.add_telemetry(telemetry)
+            if telemetry and alerts is not None:
+                alerts.add_telemetry(telemetry)
             for runner in runners:
                 await runner.handle(messages)
 
-    if rt.rules is not None:
-        rt.alert_runner = AlertRunner(rt, rt.rules, build_sinks(rt), state)
-    rt.app.agent(rt.partials_topic, name="window-partials", concurrency=1)(window_partials)
-    return runners
+    rt.app.agent(rt.topics.partials, name=AGENT, concurrency=1)(window_partials)

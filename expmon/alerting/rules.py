@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from expmon.alerting.signals import SIGNALS, Signal
+from expmon.alerting.signals import Signal
 from expmon.errors import ExpmonError
 from expmon.settings import parse_duration_seconds
 
@@ -209,11 +209,13 @@ def _check_template(text: str, key: str, errors: list[tuple[str | None, str]]) -
         )
 
 
-def _semantic(spec: RuleSpec, views: Sequence[str]) -> list[tuple[str | None, str]]:
+def _semantic(
+    spec: RuleSpec, views: Sequence[str], signals: Mapping[str, Signal]
+) -> list[tuple[str | None, str]]:
     errors: list[tuple[str | None, str]] = []
-    signal = SIGNALS.get(spec.signal)
+    signal = signals.get(spec.signal)
     if signal is None:
-        errors.append(("signal", f"unknown signal {spec.signal!r}; known: {sorted(SIGNALS)}"))
+        errors.append(("signal", f"unknown signal {spec.signal!r}; known: {sorted(signals)}"))
         return errors
     if signal.source == "window":
         if spec.window is None:
@@ -255,8 +257,7 @@ def default_summary(signal: Signal, op: str) -> str:
     return "{signal} {value} " + op + " {threshold} over {window} for {labels}"
 
 
-def _compile(spec: RuleSpec, origin: str) -> list[Rule]:
-    signal = SIGNALS[spec.signal]
+def _compile(spec: RuleSpec, origin: str, signal: Signal) -> list[Rule]:
     by = tuple(spec.by)
     match = {k: v for k, v in signal.fixed.items() if k not in by}
     match.update(spec.where)
@@ -289,9 +290,15 @@ def _compile(spec: RuleSpec, origin: str) -> list[Rule]:
 
 
 def parse_rules(
-    texts: Iterable[tuple[str, str]], views: Sequence[str] = DEFAULT_VIEWS
+    texts: Iterable[tuple[str, str]],
+    views: Sequence[str] = DEFAULT_VIEWS,
+    *,
+    signals: Mapping[str, Signal],
 ) -> list[Rule]:
-    """(name, YAML text) pairs, later ones overriding earlier ones -> compiled rules."""
+    """(name, YAML text) pairs, later ones overriding earlier ones -> compiled rules.
+
+    `signals`: what rules may read, by name (`expmon.families.registry.SIGNALS`: every
+    family's window signals and the pipeline's)."""
     problems: list[RuleProblem] = []
     rules: list[Rule] = []
     for source in _collect(texts, problems):
@@ -304,18 +311,21 @@ def parse_rules(
                 where = f" ({'.'.join(map(str, err['loc']))})" if err["loc"] else ""
                 problems.append(RuleProblem(*source.where(key), f"{err['msg']}{where}"))
             continue
-        semantic = _semantic(spec, views)
+        semantic = _semantic(spec, views, signals)
         for key, message in semantic:
             problems.append(RuleProblem(*source.where(key), f"{spec.alert}: {message}"))
         if not semantic and spec.enabled:
-            rules.extend(_compile(spec, "{}:{}".format(*source.start)))
+            rules.extend(_compile(spec, "{}:{}".format(*source.start), signals[spec.signal]))
     if problems:
         raise RulesError(problems)
     return rules
 
 
 def load_rules(
-    extra_files: Sequence[Path] = (), views: Sequence[str] = DEFAULT_VIEWS
+    extra_files: Sequence[Path] = (),
+    views: Sequence[str] = DEFAULT_VIEWS,
+    *,
+    signals: Mapping[str, Signal],
 ) -> list[Rule]:
     """The built-in defaults, then each extra file on top."""
     texts = [("alerts/defaults.yml", default_rules_text())]
@@ -327,4 +337,4 @@ def load_rules(
             problems.append(RuleProblem(str(path), 0, f"cannot read: {exc.strerror}"))
     if problems:
         raise RulesError(problems)
-    return parse_rules(texts, views)
+    return parse_rules(texts, views, signals=signals)

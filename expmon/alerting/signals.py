@@ -16,8 +16,9 @@ Each signal also carries the PromQL of its Prometheus twin (see `promrules`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Row = Mapping[str, Any]
@@ -33,7 +34,7 @@ class Signal:
     unit: Unit
     family: str = ""
     # rows must carry these field values unless a rule's `where` says otherwise
-    fixed: Mapping[str, str] = field(default_factory=dict)
+    fixed: Mapping[str, str] = dataclasses.field(default_factory=dict)
     kind: str | None = None  # row["kind"] filter for families with several row kinds
     numerator: Callable[[Row], float] | None = None  # additive signals
     denominator: Callable[[Row], float] | None = None
@@ -49,159 +50,45 @@ class Signal:
         return self.numerator is not None
 
 
-def _f(name: str) -> Callable[[Row], float]:
+def field(name: str) -> Callable[[Row], float]:
+    """A row field as a number (0 when absent or None)."""
     return lambda row: float(row.get(name) or 0)
 
 
-def _sum(*names: str) -> Callable[[Row], float]:
+def field_sum(*names: str) -> Callable[[Row], float]:
     return lambda row: float(sum(row.get(n) or 0 for n in names))
 
 
-def _seconds(name: str) -> Callable[[Row], float | None]:
+def seconds(name: str) -> Callable[[Row], float | None]:
+    """A millisecond row field in seconds; None for a row without loads."""
+
     def read(row: Row) -> float | None:
         return float(row[name]) / 1000 if row.get("count") else None
 
     return read
 
 
-def _quantile_signal(q: str) -> Signal:
-    return Signal(
-        name=f"page_load_p{q}_seconds",
-        description=f"p{q} page load time of a page and device over the window",
-        source="window",
-        family="page_load",
-        labels=("page", "device"),
-        fixed={"region": "all"},
+PIPELINE_SIGNALS: tuple[Signal, ...] = (
+    Signal(
+        name="seconds_since_last_event",
+        description="wall-clock seconds since an input topic last grew (any partition)",
+        source="pipeline",
+        labels=("topic",),
         unit="seconds",
-        value=_seconds(f"p{q}"),
-        volume=_f("count"),
-        # doubled braces survive this f-string for the later .format(w=..., sel=...)
-        prom_value=f'expmon_page_load_quantile_seconds{{{{quantile="0.{q}",window="{{w}}"{{sel}}}}}}',
-        prom_volume='expmon_page_load_window_loads{{window="{w}"{sel}}}',
-    )
-
-
-SIGNALS: dict[str, Signal] = {
-    s.name: s
-    for s in (
-        _quantile_signal("95"),
-        _quantile_signal("99"),
-        Signal(
-            name="page_load_slow_ratio",
-            description="share of page loads over 3 s",
-            source="window",
-            family="page_load",
-            labels=("page", "device"),
-            fixed={"region": "all"},
-            unit="ratio",
-            numerator=lambda row: float(row.get("slow_ratio") or 0) * float(row.get("count") or 0),
-            denominator=_f("count"),
-            prom_value='expmon_page_load_slow_ratio{{window="{w}"{sel}}}',
-            prom_volume='expmon_page_load_window_loads{{window="{w}"{sel}}}',
-        ),
-        Signal(
-            name="bounce_ratio",
-            description="sessions with a single page view / sessions, by landing page",
-            source="window",
-            family="page_load",
-            labels=("page", "device"),
-            fixed={"region": "all"},
-            unit="ratio",
-            numerator=_f("bounces"),
-            denominator=_f("sessions"),
-            prom_value='expmon_bounce_window_bounces{{window="{w}"{sel}}}',
-            prom_volume='expmon_bounce_window_sessions{{window="{w}"{sel}}}',
-        ),
-        Signal(
-            name="payment_failure_ratio",
-            description="failed / attempted payments",
-            source="window",
-            family="checkout",
-            kind="payment",
-            labels=("provider", "method", "user_type"),
-            fixed={"user_type": "all"},
-            unit="ratio",
-            numerator=_f("failures"),
-            denominator=_f("attempts"),
-            prom_value='expmon_payment_window_failures{{window="{w}"{sel}}}',
-            prom_volume='expmon_payment_window_attempts{{window="{w}"{sel}}}',
-        ),
-        Signal(
-            name="checkout_conversion_ratio",
-            description=(
-                "checkout_started -> order_placed conversion; with a rule `baseline`, its "
-                "relative fall against the trailing baseline (1 - now/baseline)"
-            ),
-            source="window",
-            family="checkout",
-            kind="conversion",
-            labels=("device", "channel", "user_type"),
-            fixed={"device": "all", "channel": "all", "user_type": "all"},
-            unit="ratio",
-            numerator=_f("order_placed"),
-            denominator=_f("checkout_started"),
-            prom_value='expmon_checkout_conversion_ratio{{window="{w}"{sel}}}',
-            prom_volume='expmon_checkout_window_started{{window="{w}"{sel}}}',
-        ),
-        Signal(
-            name="not_shipped_within_sla_ratio",
-            description="orders not shipped within 48 h / orders decided (shipped or breached)",
-            source="window",
-            family="logistics",
-            kind="sla",
-            labels=("warehouse", "carrier"),
-            fixed={"carrier": "all"},
-            unit="ratio",
-            numerator=_f("breach"),
-            denominator=_sum("within", "breach"),
-            prom_value='expmon_ship_window_breaches{{window="{w}"{sel}}}',
-            prom_volume='expmon_ship_window_decided{{window="{w}"{sel}}}',
-        ),
-        Signal(
-            name="delivery_failed_ratio",
-            description="delivery_failed / (delivered + delivery_failed)",
-            source="window",
-            family="logistics",
-            kind="delivery",
-            labels=("carrier",),
-            unit="ratio",
-            numerator=_f("failed"),
-            denominator=_sum("delivered", "failed"),
-            prom_value='expmon_delivery_window_failed{{window="{w}"{sel}}}',
-            prom_volume='expmon_delivery_window_attempts{{window="{w}"{sel}}}',
-        ),
-        Signal(
-            name="tracking_stale_ratio",
-            description="in-transit orders without a tracking update for 24 h / in-transit orders",
-            source="pipeline",
-            labels=("carrier",),
-            unit="ratio",
-            needs_window=False,
-            # summed per carrier over partitions (pipeline.py); here for the PromQL twin
-            numerator=_f("stale"),
-            denominator=_f("tracked"),
-            prom_value="expmon_tracking_stale_orders{{{sel}}}",
-            prom_volume="expmon_tracking_orders{{{sel}}}",
-        ),
-        Signal(
-            name="seconds_since_last_event",
-            description="wall-clock seconds since an input topic last grew (any partition)",
-            source="pipeline",
-            labels=("topic",),
-            unit="seconds",
-            needs_window=False,
-        ),
-        Signal(
-            name="invalid_ratio",
-            description="invalid records / received records of an input topic (wall clock)",
-            source="pipeline",
-            labels=("topic",),
-            unit="ratio",
-            prom_value='expmon_events_total{{outcome="invalid"{sel}}}',
-            prom_volume="expmon_events_total{{{sel}}}",
-        ),
-    )
-}
+        needs_window=False,
+    ),
+    Signal(
+        name="invalid_ratio",
+        description="invalid records / received records of an input topic (wall clock)",
+        source="pipeline",
+        labels=("topic",),
+        unit="ratio",
+        prom_value='expmon_events_total{{outcome="invalid"{sel}}}',
+        prom_volume="expmon_events_total{{{sel}}}",
+    ),
+)
+"""Signals of the pipeline as a whole; each family adds its own (see
+`expmon.families.registry.SIGNALS`, the catalogue rules are checked against)."""
 
 
 def format_value(value: float, unit: Unit) -> str:

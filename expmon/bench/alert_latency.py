@@ -35,6 +35,7 @@ from kafka import KafkaProducer
 from expmon.alerting.promrules import export
 from expmon.alerting.rules import load_rules
 from expmon.errors import ExpmonError
+from expmon.families.registry import SIGNALS
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import LocalAlertmanager, LocalPrometheus, free_port
@@ -128,7 +129,7 @@ def measure_alert_latency(
     rules_file = workdir / "latency-rules.yml"
     rules_file.write_text(_rules_text())
     twin_file = workdir / "latency-twin.yml"
-    twin_file.write_text(export(load_rules([rules_file], settings.views)))
+    twin_file.write_text(export(load_rules([rules_file], settings.views, signals=SIGNALS)))
     settings = settings.model_copy(
         update={
             "app_id": f"expmon-latency-{run}",

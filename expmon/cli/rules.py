@@ -40,7 +40,7 @@ def add_parser(verbs: Verbs) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from expmon.alerting.rules import load_rules
-    from expmon.alerting.signals import SIGNALS
+    from expmon.families.registry import SIGNALS
 
     if args.action == "signals":
         for signal in SIGNALS.values():
@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     extra = tuple(args.rules or ()) or None
     settings = Settings.from_env(rules_files=extra, log_level=args.log_level)
-    rules = load_rules(settings.rules_files, settings.views)  # RulesError lists every problem
+    rules = load_rules(
+        settings.rules_files, settings.views, signals=SIGNALS
+    )  # RulesError lists every problem
     if args.action == "check":
         names = sorted({r.alert for r in rules})
         files = ["alerts/defaults.yml", *map(str, settings.rules_files)]

@@ -9,6 +9,7 @@ from pathlib import Path
 from expmon.cli.common import Verbs, add_verb, settings_from
 from expmon.errors import TopicError
 from expmon.exposition.metrics import Metrics, new_registry
+from expmon.families.registry import input_topics
 from expmon.gctune import throughput_gc
 from expmon.kafka.admin import default_topic_specs, ensure_topics, partition_count
 from expmon.settings import Settings
@@ -65,7 +66,7 @@ def input_partitions(settings: Settings, create_topics: bool = True) -> dict[str
         for report in ensure_topics(settings, default_topic_specs(settings)):
             log.info("topic %s", report)
     counts: dict[str, int] = {}
-    for topic in settings.input_topics:
+    for topic in input_topics(settings):
         n = partition_count(settings, topic)
         if n is None:
             raise TopicError(f"input topic {topic!r} does not exist (run `expmon topics create`)")
@@ -78,12 +79,15 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
     import faust  # deferred: importing faust is slow and only the worker needs it
 
     from expmon.alerting.rules import load_rules
-    from streams.app import build_runtime
+    from expmon.families.registry import SIGNALS
+    from streams.app import build_worker
 
-    rules = load_rules(settings.rules_files, settings.views)  # fail fast on bad rules
+    rules = load_rules(
+        settings.rules_files, settings.views, signals=SIGNALS
+    )  # fail fast on bad rules
     partitions = input_partitions(settings, create_topics)
     metrics = Metrics(new_registry())
-    runtime = build_runtime(settings, metrics, partitions, rules=rules)
+    worker_app = build_worker(settings, metrics, partitions, rules=rules).app
     log.info(
         "worker %s on %s: inputs %s, window %ss, lateness %ss",
         settings.app_id,
@@ -98,7 +102,7 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
         ", ".join(settings.alertmanager_urls) or "not configured (log and topic sinks only)",
     )
     worker = faust.Worker(
-        runtime.app,
+        worker_app,
         loglevel=settings.log_level.lower(),
         override_logging=False,
         quiet=True,

@@ -56,16 +56,22 @@ conversion, payment), then group, then funnel position.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from expmon.alerting.signals import Signal, field
 from expmon.engine.counters import CounterAccumulator, CounterStage, new_counter_merger, ratio
 from expmon.engine.entities import Entity, fire_after
 from expmon.engine.labels import OTHER, LabelLimiter
 from expmon.engine.merge import WindowMerger
 from expmon.engine.windows import Key, PartitionWindows
+from expmon.families.base import Family, Rows, counter, gauge
 from expmon.settings import Settings
+from expmon.sim.truth import checkout as truth
 from schemas.events import CHECKOUT_STEPS, Event, EventFamily
 
 ALL = "all"  # label of figures merged over a group dimension
@@ -403,3 +409,135 @@ def summarize_rows(
 
 def new_checkout_merger(settings: Settings) -> WindowMerger[CounterAccumulator]:
     return new_counter_merger(str(EventFamily.CHECKOUT), settings, summarize_rows)
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+class CheckoutCollector(Collector):
+    """Checkout counters from the stages, windowed ratios from the final views."""
+
+    def __init__(self, rows: Rows, stages: Sequence[CheckoutStage]) -> None:
+        self.rows = rows
+        self.stages = stages
+
+    def collect(self) -> Iterator[Metric]:
+        steps = counter("expmon_checkout_steps", "Accepted checkout events by step", ["step"])
+        abandoned = counter(
+            "expmon_checkout_abandoned", "Checkouts abandoned, by their last step", ["last_step"]
+        )
+        attempts = counter("expmon_payment_attempts", "Payment outcomes (succeeded + failed)", [])
+        failures = counter("expmon_payment_failures", "Failed payments by reason", ["reason"])
+        totals: dict[str, dict[str, int]] = {"steps": {}, "abandoned": {}, "failures": {}}
+        attempt_total = 0
+        for stage in self.stages:
+            for name, source in (
+                ("steps", stage.steps_total),
+                ("abandoned", stage.abandoned_total),
+                ("failures", stage.payment_failures_total),
+            ):
+                for label, n in source.items():
+                    totals[name][label] = totals[name].get(label, 0) + n
+            attempt_total += stage.payment_attempts_total
+        for family, name in ((steps, "steps"), (abandoned, "abandoned"), (failures, "failures")):
+            for label, n in sorted(totals[name].items()):
+                family.add_metric([label], n)
+        attempts.add_metric([], attempt_total)
+        yield from (steps, abandoned, attempts, failures)
+        yield from self._windows()
+        open_checkouts = gauge("expmon_checkouts_open", "Checkouts held in state", [])
+        open_checkouts.add_metric([], sum(stage.open_checkouts() for stage in self.stages))
+        yield open_checkouts
+
+    def _windows(self) -> Iterator[Metric]:
+        group = ["device", "channel", "user_type", "window"]
+        dropoff = gauge(
+            "expmon_checkout_dropoff_ratio",
+            "1 - reached(to_step)/reached(from_step) in the window; group labels `all` = overall",
+            ["from_step", "to_step", *group],
+        )
+        conversion = gauge(
+            "expmon_checkout_conversion_ratio",
+            "order_placed / checkout_started in the window",
+            group,
+        )
+        started = gauge("expmon_checkout_window_started", "Checkouts started in the window", group)
+        pay_labels = ["provider", "method", "user_type", "window"]
+        failure = gauge(
+            "expmon_payment_failure_ratio", "Failed / attempted payments in the window", pay_labels
+        )
+        pay_attempts = gauge(
+            "expmon_payment_window_attempts", "Payment attempts in the window", pay_labels
+        )
+        pay_failures = gauge(
+            "expmon_payment_window_failures", "Failed payments in the window", pay_labels
+        )
+        for view, row in self.rows():
+            kind = row["kind"]
+            if kind == "payment":
+                values = [str(row["provider"]), str(row["method"]), str(row["user_type"]), view]
+                pay_attempts.add_metric(values, float(row["attempts"]))
+                pay_failures.add_metric(values, float(row["failures"]))
+                if row["failure_ratio"] is not None:
+                    failure.add_metric(values, float(row["failure_ratio"]))
+                continue
+            values = [str(row["device"]), str(row["channel"]), str(row["user_type"]), view]
+            if kind == "dropoff" and row["dropoff_ratio"] is not None:
+                steps = [str(row["from_step"]), str(row["to_step"])]
+                dropoff.add_metric([*steps, *values], float(row["dropoff_ratio"]))
+            elif kind == "conversion":
+                started.add_metric(values, float(row["checkout_started"]))
+                if row["conversion_ratio"] is not None:
+                    conversion.add_metric(values, float(row["conversion_ratio"]))
+        yield from (dropoff, conversion, started, failure, pay_attempts, pay_failures)
+
+
+# ---------------------------------------------------------------------- alert signals
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal(
+        name="payment_failure_ratio",
+        description="failed / attempted payments",
+        source="window",
+        family="checkout",
+        kind="payment",
+        labels=("provider", "method", "user_type"),
+        fixed={"user_type": "all"},
+        unit="ratio",
+        numerator=field("failures"),
+        denominator=field("attempts"),
+        prom_value='expmon_payment_window_failures{{window="{w}"{sel}}}',
+        prom_volume='expmon_payment_window_attempts{{window="{w}"{sel}}}',
+    ),
+    Signal(
+        name="checkout_conversion_ratio",
+        description=(
+            "checkout_started -> order_placed conversion; with a rule `baseline`, its "
+            "relative fall against the trailing baseline (1 - now/baseline)"
+        ),
+        source="window",
+        family="checkout",
+        kind="conversion",
+        labels=("device", "channel", "user_type"),
+        fixed={"device": "all", "channel": "all", "user_type": "all"},
+        unit="ratio",
+        numerator=field("order_placed"),
+        denominator=field("checkout_started"),
+        prom_value='expmon_checkout_conversion_ratio{{window="{w}"{sel}}}',
+        prom_volume='expmon_checkout_window_started{{window="{w}"{sel}}}',
+    ),
+)
+
+
+FAMILY = Family(
+    name=EventFamily.CHECKOUT,
+    topic_setting="topic_checkout",
+    stage=CheckoutStage,
+    new_merger=new_checkout_merger,
+    collector=CheckoutCollector,
+    signals=SIGNALS,
+    truth=truth.TRUTH,
+    agent="checkout-events",
+    table="checkout-state",
+)

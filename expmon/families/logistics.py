@@ -44,9 +44,13 @@ Carrier and warehouse labels are bounded by `LabelLimiter(settings.max_label_val
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from expmon.alerting.signals import Signal, field, field_sum
 from expmon.engine.counters import (
     CounterAccumulator,
     CounterStage,
@@ -58,7 +62,9 @@ from expmon.engine.entities import Entity, fire_after
 from expmon.engine.labels import LabelLimiter
 from expmon.engine.merge import WindowMerger
 from expmon.engine.windows import Key, PartitionWindows
+from expmon.families.base import Family, Rows, counter, gauge
 from expmon.settings import Settings
+from expmon.sim.truth import logistics as truth
 from schemas.events import LOGISTICS_STATUSES, Event, EventFamily
 
 ALL = "all"  # carrier label of SLA figures merged over every carrier of a warehouse
@@ -461,3 +467,174 @@ def summarize_rows(
 
 def new_logistics_merger(settings: Settings) -> WindowMerger[CounterAccumulator]:
     return new_counter_merger(str(EventFamily.LOGISTICS), settings, summarize_rows)
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+class LogisticsCollector(Collector):
+    """Shipment counters and tracking gauges from the stages, windowed ratios from the views."""
+
+    def __init__(self, rows: Rows, stages: Sequence[LogisticsStage]) -> None:
+        self.rows = rows
+        self.stages = stages
+
+    def collect(self) -> Iterator[Metric]:
+        shipments = counter(
+            "expmon_shipments",
+            "Accepted logistics events by status and carrier",
+            ["status", "carrier"],
+        )
+        breaches = counter(
+            "expmon_shipping_sla_breaches",
+            "Orders not shipped within the SLA (48 h), counted when the watermark passes it",
+            ["warehouse"],
+        )
+        merged: dict[tuple[str, str], int] = {}
+        by_warehouse: dict[str, int] = {}
+        tracking: dict[str, tuple[int, int]] = {}
+        for stage in self.stages:
+            for key, n in stage.shipments_total.items():
+                merged[key] = merged.get(key, 0) + n
+            for warehouse, n in stage.sla_breaches_by_warehouse.items():
+                by_warehouse[warehouse] = by_warehouse.get(warehouse, 0) + n
+            for carrier, (tracked, stale) in stage.tracking_gauges().items():
+                before = tracking.get(carrier, (0, 0))
+                tracking[carrier] = (before[0] + tracked, before[1] + stale)
+        for (status, carrier), n in sorted(merged.items()):
+            shipments.add_metric([status, carrier], n)
+        for warehouse, n in sorted(by_warehouse.items()):
+            breaches.add_metric([warehouse], n)
+        yield shipments
+        yield breaches
+        stale_gauge = gauge(
+            "expmon_tracking_stale_orders",
+            "Shipped, not delivered orders without a tracking update for 24 h",
+            ["carrier"],
+        )
+        tracked_gauge = gauge(
+            "expmon_tracking_orders", "Shipped, not delivered orders being tracked", ["carrier"]
+        )
+        for carrier, (n_tracked, n_stale) in sorted(tracking.items()):
+            tracked_gauge.add_metric([carrier], n_tracked)
+            stale_gauge.add_metric([carrier], n_stale)
+        yield tracked_gauge
+        yield stale_gauge
+        yield from self._windows()
+        orders = gauge("expmon_orders_open", "Orders held in state", [])
+        orders.add_metric([], sum(stage.open_orders() for stage in self.stages))
+        yield orders
+
+    def _windows(self) -> Iterator[Metric]:
+        sla = gauge(
+            "expmon_ship_within_sla_ratio",
+            "Orders shipped within the SLA / orders decided (shipped or breached) in the window",
+            ["warehouse", "carrier", "window"],
+        )
+        sla_decided = gauge(
+            "expmon_ship_window_decided",
+            "Orders shipped or breached in the window",
+            ["warehouse", "carrier", "window"],
+        )
+        exceptions = gauge(
+            "expmon_delivery_exception_ratio",
+            "delivery_failed / (delivered + delivery_failed) in the window",
+            ["carrier", "window"],
+        )
+        on_time = gauge(
+            "expmon_delivery_on_time_ratio",
+            "Deliveries by promised_by / deliveries with a promise, in the window",
+            ["carrier", "window"],
+        )
+        sla_breaches = gauge(
+            "expmon_ship_window_breaches",
+            "Orders not shipped within the SLA, breached in the window",
+            ["warehouse", "carrier", "window"],
+        )
+        failed = gauge(
+            "expmon_delivery_window_failed",
+            "Failed deliveries in the window",
+            ["carrier", "window"],
+        )
+        attempts = gauge(
+            "expmon_delivery_window_attempts",
+            "Deliveries and failed deliveries in the window",
+            ["carrier", "window"],
+        )
+        for view, row in self.rows():
+            kind = row["kind"]
+            if kind == "sla":
+                values = [str(row["warehouse"]), str(row["carrier"]), view]
+                sla_decided.add_metric(values, float(row["within"]) + float(row["breach"]))
+                sla_breaches.add_metric(values, float(row["breach"]))
+                if row["within_sla_ratio"] is not None:
+                    sla.add_metric(values, float(row["within_sla_ratio"]))
+            elif kind == "delivery":
+                values = [str(row["carrier"]), view]
+                failed.add_metric(values, float(row["failed"]))
+                attempts.add_metric(values, float(row["delivered"]) + float(row["failed"]))
+                if row["exception_ratio"] is not None:
+                    exceptions.add_metric(values, float(row["exception_ratio"]))
+                if row["on_time_ratio"] is not None:
+                    on_time.add_metric(values, float(row["on_time_ratio"]))
+        yield from (sla, sla_decided, sla_breaches, exceptions, on_time, failed, attempts)
+
+
+# ---------------------------------------------------------------------- alert signals
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal(
+        name="not_shipped_within_sla_ratio",
+        description="orders not shipped within 48 h / orders decided (shipped or breached)",
+        source="window",
+        family="logistics",
+        kind="sla",
+        labels=("warehouse", "carrier"),
+        fixed={"carrier": "all"},
+        unit="ratio",
+        numerator=field("breach"),
+        denominator=field_sum("within", "breach"),
+        prom_value='expmon_ship_window_breaches{{window="{w}"{sel}}}',
+        prom_volume='expmon_ship_window_decided{{window="{w}"{sel}}}',
+    ),
+    Signal(
+        name="delivery_failed_ratio",
+        description="delivery_failed / (delivered + delivery_failed)",
+        source="window",
+        family="logistics",
+        kind="delivery",
+        labels=("carrier",),
+        unit="ratio",
+        numerator=field("failed"),
+        denominator=field_sum("delivered", "failed"),
+        prom_value='expmon_delivery_window_failed{{window="{w}"{sel}}}',
+        prom_volume='expmon_delivery_window_attempts{{window="{w}"{sel}}}',
+    ),
+    Signal(
+        name="tracking_stale_ratio",
+        description="in-transit orders without a tracking update for 24 h / in-transit orders",
+        source="pipeline",
+        labels=("carrier",),
+        unit="ratio",
+        needs_window=False,
+        # summed per carrier over partitions (pipeline.py); here for the PromQL twin
+        numerator=field("stale"),
+        denominator=field("tracked"),
+        prom_value="expmon_tracking_stale_orders{{{sel}}}",
+        prom_volume="expmon_tracking_orders{{{sel}}}",
+    ),
+)
+
+
+FAMILY = Family(
+    name=EventFamily.LOGISTICS,
+    topic_setting="topic_logistics",
+    stage=LogisticsStage,
+    new_merger=new_logistics_merger,
+    collector=LogisticsCollector,
+    signals=SIGNALS,
+    truth=truth.TRUTH,
+    agent="logistics-events",
+    table="logistics-state",
+)

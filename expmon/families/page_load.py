@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from expmon.alerting.signals import Signal, field, seconds
 from expmon.engine.counters import MAX_SAMPLES, keep_samples
 from expmon.engine.entities import DUE, Entity
 from expmon.engine.labels import LabelLimiter
@@ -13,7 +18,9 @@ from expmon.engine.merge import WindowMerger, view_windows
 from expmon.engine.sketch import DDSketch
 from expmon.engine.stage import WindowedStage
 from expmon.engine.windows import PartitionWindows
+from expmon.families.base import Family, Rows, gauge
 from expmon.settings import Settings
+from expmon.sim.truth import page_load as truth
 from schemas.events import Event, EventFamily
 
 QUANTILES = (0.5, 0.75, 0.95, 0.99)
@@ -345,3 +352,166 @@ def new_page_load_merger(settings: Settings) -> WindowMerger[PageLoadAccumulator
         PageLoadAccumulator.from_dict,
         summarize_rows,
     )
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+class PageLoadCollector(Collector):
+    """The load-time histogram from the stages, windowed figures from the final views."""
+
+    def __init__(self, rows: Rows, stages: Sequence[PageLoadStage]) -> None:
+        self.rows = rows
+        self.stages = stages
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._histogram()
+        labels = ["page", "device", "region", "window"]
+        quantile = GaugeMetricFamily(
+            "expmon_page_load_quantile_seconds",
+            "Page load time quantile per closed window view (from a 1% relative-error sketch)",
+            labels=[*labels, "quantile"],
+        )
+        bounce = GaugeMetricFamily(
+            "expmon_bounce_ratio",
+            "Share of sessions ending in the window with one page view, by landing page",
+            labels=labels,
+        )
+        slow = GaugeMetricFamily(
+            "expmon_page_load_slow_ratio",
+            "Share of page loads over the slow threshold (3 s)",
+            labels=labels,
+        )
+        apdex = GaugeMetricFamily(
+            "expmon_page_load_apdex", "Apdex of page loads (T = apdex_t)", labels=labels
+        )
+        loads = GaugeMetricFamily(
+            "expmon_page_load_window_loads", "Page loads counted in the window view", labels=labels
+        )
+        sessions = GaugeMetricFamily(
+            "expmon_bounce_window_sessions",
+            "Sessions ending in the window, by landing page (bounce ratio denominator)",
+            labels=labels,
+        )
+        bounces = GaugeMetricFamily(
+            "expmon_bounce_window_bounces",
+            "Sessions ending in the window with one page view, by landing page",
+            labels=labels,
+        )
+        for view, row in self.rows():
+            values = [str(row["page"]), str(row["device"]), str(row["region"]), view]
+            if row.get("bounce_ratio") is not None:
+                bounce.add_metric(values, float(row["bounce_ratio"]))
+                sessions.add_metric(values, float(row["sessions"]))
+                bounces.add_metric(values, float(row["bounces"]))
+            if not row["count"]:
+                continue  # only session ends in this window: no load figures to show
+            for q in QUANTILES:
+                field = f"p{round(q * 100)}"
+                quantile.add_metric([*values, str(q)], float(row[field]) / 1000)
+            slow.add_metric(values, float(row["slow_ratio"]))
+            apdex.add_metric(values, float(row["apdex"]))
+            loads.add_metric(values, float(row["count"]))
+        yield quantile
+        yield bounce
+        yield slow
+        yield apdex
+        yield loads
+        yield sessions
+        yield bounces
+        open_sessions = gauge("expmon_sessions_open", "Sessions held in state (for bounce)", [])
+        open_sessions.add_metric([], sum(stage.open_sessions() for stage in self.stages))
+        yield open_sessions
+
+    def _histogram(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            "expmon_page_load_seconds",
+            "Page load time (load_ms) of accepted events",
+            labels=["page", "device"],
+        )
+        merged: dict[tuple[str, str], tuple[list[int], float]] = {}
+        histograms = [stage.histogram for stage in self.stages]
+        for hist in histograms:
+            for key, counts in hist.counts.items():
+                prior = merged.get(key)
+                if prior is None:
+                    merged[key] = (list(counts), hist.sums_ms[key])
+                else:
+                    merged[key] = (
+                        [a + b for a, b in zip(prior[0], counts, strict=True)],
+                        prior[1] + hist.sums_ms[key],
+                    )
+        edges = histograms[0].buckets_seconds if histograms else ()
+        for (page, device), (counts, sum_ms) in sorted(merged.items()):
+            cumulative = 0
+            buckets: list[tuple[str, float]] = []
+            for edge, n in zip([*map(str, edges), "+Inf"], counts, strict=True):
+                cumulative += n
+                buckets.append((edge, float(cumulative)))
+            family.add_metric([page, device], buckets, sum_ms / 1000)
+        return family
+
+
+# ---------------------------------------------------------------------- alert signals
+
+
+def quantile_signal(q: str) -> Signal:
+    return Signal(
+        name=f"page_load_p{q}_seconds",
+        description=f"p{q} page load time of a page and device over the window",
+        source="window",
+        family="page_load",
+        labels=("page", "device"),
+        fixed={"region": "all"},
+        unit="seconds",
+        value=seconds(f"p{q}"),
+        volume=field("count"),
+        # doubled braces survive this f-string for the later .format(w=..., sel=...)
+        prom_value=f'expmon_page_load_quantile_seconds{{{{quantile="0.{q}",window="{{w}}"{{sel}}}}}}',
+        prom_volume='expmon_page_load_window_loads{{window="{w}"{sel}}}',
+    )
+
+
+SIGNALS: tuple[Signal, ...] = (
+    quantile_signal("95"),
+    quantile_signal("99"),
+    Signal(
+        name="page_load_slow_ratio",
+        description="share of page loads over 3 s",
+        source="window",
+        family="page_load",
+        labels=("page", "device"),
+        fixed={"region": "all"},
+        unit="ratio",
+        numerator=lambda row: float(row.get("slow_ratio") or 0) * float(row.get("count") or 0),
+        denominator=field("count"),
+        prom_value='expmon_page_load_slow_ratio{{window="{w}"{sel}}}',
+        prom_volume='expmon_page_load_window_loads{{window="{w}"{sel}}}',
+    ),
+    Signal(
+        name="bounce_ratio",
+        description="sessions with a single page view / sessions, by landing page",
+        source="window",
+        family="page_load",
+        labels=("page", "device"),
+        fixed={"region": "all"},
+        unit="ratio",
+        numerator=field("bounces"),
+        denominator=field("sessions"),
+        prom_value='expmon_bounce_window_bounces{{window="{w}"{sel}}}',
+        prom_volume='expmon_bounce_window_sessions{{window="{w}"{sel}}}',
+    ),
+)
+
+
+FAMILY = Family(
+    name=EventFamily.PAGE_LOAD,
+    topic_setting="topic_page_loads",
+    stage=PageLoadStage,
+    new_merger=new_page_load_merger,
+    collector=PageLoadCollector,
+    signals=SIGNALS,
+    truth=truth.TRUTH,
+    agent="page-loads",
+    table="page-load-state",
+)

@@ -17,6 +17,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from expmon.errors import TopicError
+from expmon.families.registry import input_topics
 from expmon.kafka.connection import kafka_python_kwargs
 from expmon.settings import Settings
 
@@ -58,7 +59,7 @@ class TopicReport:
 
 def default_topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.topic_partitions
-    specs = [TopicSpec(topic, n) for topic in settings.input_topics]
+    specs = [TopicSpec(topic, n) for topic in input_topics(settings)]
     specs += [
         TopicSpec(
             settings.topic_dlq,

@@ -28,6 +28,7 @@ from expmon.alerting.rules import load_rules
 from expmon.engine.merge import ViewResult
 from expmon.errors import ConfigError, ExpmonError
 from expmon.exposition.metrics import Metrics, new_registry
+from expmon.families.registry import SIGNALS, input_topics
 from expmon.gctune import throughput_gc
 from expmon.kafka.connection import kafka_python_kwargs
 from expmon.replay.kafka_range import (
@@ -132,10 +133,12 @@ async def _file_batches(
 def run_replay(settings: Settings, options: ReplayOptions, console: Console | None = None) -> int:
     """Replay the range and write the report; returns the exit code."""
     console = console or Console(stderr=True)
-    rules = load_rules(settings.rules_files, settings.views)
+    rules = load_rules(settings.rules_files, settings.views, signals=SIGNALS)
     # A candidate file changes the rules in force, as an operator file changes defaults.
     candidate = (
-        load_rules((*settings.rules_files, *options.candidate_rules), settings.views)
+        load_rules(
+            (*settings.rules_files, *options.candidate_rules), settings.views, signals=SIGNALS
+        )
         if options.candidate_rules
         else None
     )
@@ -147,7 +150,7 @@ def run_replay(settings: Settings, options: ReplayOptions, console: Console | No
         total = count_records(options.file)
         source = f"{options.file}"
     else:
-        topics = options.topics or settings.input_topics
+        topics = options.topics or input_topics(settings)
         start, end = parse_point(options.start), parse_point(options.end)
         resolved = resolve_range(settings, topics, start, end)
         partitions = resolved.partitions
@@ -219,9 +222,9 @@ def _open_recording(
 def _check_topics(settings: Settings, topics: tuple[str, ...]) -> None:
     """A topic must be one of the input topics: that is how it finds its processor."""
     for topic in topics:
-        if topic not in settings.input_topics:
+        if topic not in input_topics(settings):
             raise ConfigError(
-                f"--topic {topic} is not an input topic ({', '.join(settings.input_topics)}); "
+                f"--topic {topic} is not an input topic ({', '.join(input_topics(settings))}); "
                 f"to replay a copy, say which it is, e.g. EXPMON_TOPIC_PAGE_LOADS={topic}"
             )
 
@@ -290,7 +293,7 @@ def run_record_dump(
     """A range of topics into a recording file."""
     console = Console(stderr=True)
     first, last = parse_point(start), parse_point(end)
-    resolved = resolve_range(settings, topics or settings.input_topics, first, last)
+    resolved = resolve_range(settings, topics or input_topics(settings), first, last)
 
     async def dump(writer: RecordingWriter) -> None:
         with _progress(console, progress) as bar:

@@ -27,9 +27,7 @@ from expmon.engine.merge import ViewResult, WindowMerger
 from expmon.engine.stage import RawRecord, StageOutput, WindowedStage
 from expmon.engine.windows import window_end
 from expmon.exposition.metrics import Metrics
-from expmon.families.checkout import CheckoutStage, new_checkout_merger
-from expmon.families.logistics import LogisticsStage, new_logistics_merger
-from expmon.families.page_load import PageLoadStage, new_page_load_merger
+from expmon.families import registry
 from expmon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,27 +80,6 @@ class AlertTimeline:
         return sorted(self.entries, key=lambda e: (e["at_ms"], e["fingerprint"], e["state"]))
 
 
-StageFactory = Callable[[Settings, str, int], WindowedStage[Any]]
-
-
-def _stage_factories(settings: Settings) -> dict[str, tuple[StageFactory, Any]]:
-    """Input topic -> (stage factory, merger factory), as the worker wires them."""
-    return {
-        settings.topic_page_loads: (
-            lambda s, t, n: PageLoadStage(s, t, n, live=False),
-            new_page_load_merger,
-        ),
-        settings.topic_checkout: (
-            lambda s, t, n: CheckoutStage(s, t, n, live=False),
-            new_checkout_merger,
-        ),
-        settings.topic_logistics: (
-            lambda s, t, n: LogisticsStage(s, t, n, live=False),
-            new_logistics_merger,
-        ),
-    }
-
-
 class ReplayPipeline:
     """Stages, mergers and alert engines of one replay.
 
@@ -120,8 +97,8 @@ class ReplayPipeline:
         metrics: Metrics | None = None,
         on_result: Callable[[ViewResult], None] | None = None,
     ) -> None:
-        factories = _stage_factories(settings)
-        unknown = sorted(set(partitions) - factories.keys())
+        families = registry.by_topic(settings)
+        unknown = sorted(set(partitions) - families.keys())
         if unknown:
             raise ValueError(f"not an input topic of these settings: {', '.join(unknown)}")
         self.settings = settings
@@ -130,12 +107,12 @@ class ReplayPipeline:
         self.stages: dict[str, WindowedStage[Any]] = {}
         self.mergers: dict[str, WindowMerger[Any]] = {}
         for topic, count in partitions.items():
-            new_stage, new_merger = factories[topic]
-            stage = self.stages[topic] = new_stage(settings, topic, count)
+            family = families[topic]
+            stage = self.stages[topic] = family.new_stage(settings, count, live=False)
             stage.persist = False
-            self.mergers[str(stage.family)] = new_merger(settings)
+            self.mergers[str(family.name)] = family.new_merger(settings)
             if metrics is not None:
-                _attach(metrics, stage)
+                metrics.attach(stage)
         topics = {str(s.family): t for t, s in self.stages.items()}
         self.clock_ms = 0
         self.timelines = [AlertTimeline("rules", AlertEngine(rules, topics, self._clock))]
@@ -230,17 +207,6 @@ class ReplayPipeline:
         if "candidate" in timelines:
             report["what_if"] = what_if(timelines["rules"], timelines["candidate"])
         return report
-
-
-def _attach(metrics: Metrics, stage: WindowedStage[Any]) -> None:
-    """Let the replay's own registry expose this stage's histograms and gauges."""
-    if isinstance(stage, PageLoadStage):
-        metrics.load_histograms.append(stage.histogram)
-        metrics.page_load_stages.append(stage)
-    elif isinstance(stage, CheckoutStage):
-        metrics.checkout_stages.append(stage)
-    elif isinstance(stage, LogisticsStage):
-        metrics.logistics_stages.append(stage)
 
 
 def _order(record_key: str) -> tuple[str, int, str]:

@@ -35,9 +35,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from expmon.families.registry import BY_NAME
 from expmon.kafka.connection import aiokafka_kwargs
-from expmon.settings import Settings, parse_duration_seconds
+from expmon.settings import Settings
 from expmon.sim.truth import base as truth_file
+from expmon.sim.truth.base import views_of
 from expmon.sim.truth.page_load import page_load_truth
 from schemas import codec
 from schemas.events import Event, EventFamily
@@ -1232,11 +1234,7 @@ class ProduceStats:
 
 
 def topic_for(settings: Settings, family: EventFamily) -> str:
-    return {
-        EventFamily.PAGE_LOAD: settings.topic_page_loads,
-        EventFamily.CHECKOUT: settings.topic_checkout,
-        EventFamily.LOGISTICS: settings.topic_logistics,
-    }[family]
+    return BY_NAME[str(family)].topic(settings)
 
 
 def _default_producer(settings: Settings, max_request_size: int) -> Any:
@@ -1419,15 +1417,10 @@ async def run_simulate(
         )
     finally:
         if ground_truth_path is not None:
-            views = [("1m" if settings.window_seconds == 60 else f"{settings.window_seconds}s", 1)]
-            views += [
-                (v, max(1, parse_duration_seconds(v) // settings.window_seconds))
-                for v in settings.rolling_views
-            ]
             rows = page_load_truth(
                 collected,
                 window_ms=settings.window_ms,
-                views=views,
+                views=views_of(settings),
                 slow_threshold_ms=settings.slow_threshold_seconds * 1000,
                 apdex_t_ms=settings.apdex_t_seconds * 1000,
             )

@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 
 from expmon.alerting.rules import load_rules
 from expmon.cli import main
+from expmon.families.registry import SIGNALS
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import LocalAlertmanager, LocalPrometheus
@@ -27,7 +28,9 @@ from tests.integration.alertmanager import WebhookReceiver
 from tests.integration.worker_process import WorkerProcess, final_views
 
 MINUTE = 60_000
-ALERTS = tuple(dict.fromkeys(rule.alert for rule in load_rules()))  # every default alert
+ALERTS = tuple(
+    dict.fromkeys(rule.alert for rule in load_rules(signals=SIGNALS))
+)  # every default alert
 
 
 def rules_file(path: Path, run: str, overrides: dict[str, str]) -> Path:

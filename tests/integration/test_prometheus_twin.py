@@ -10,6 +10,7 @@ import yaml
 
 from expmon.alerting.promrules import export
 from expmon.alerting.rules import load_rules
+from expmon.families.registry import SIGNALS
 from expmon.local.procs import binary
 
 PL = 'region="all",window="5m"'
@@ -138,7 +139,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def write_rules(tmp_path: Path) -> Path:
     rules_path = tmp_path / "expmon-rules.yml"
-    rules_path.write_text(export(load_rules()))
+    rules_path.write_text(export(load_rules(signals=SIGNALS)))
     return rules_path
 
 

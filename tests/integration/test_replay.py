@@ -16,6 +16,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from expmon.cli import main
+from expmon.families.registry import input_topics
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import LocalAlertmanager
@@ -49,7 +50,7 @@ def committed_offsets(settings: Settings) -> dict[tuple[str, int], int]:
     return {
         (tp.topic, tp.partition): meta.offset
         for tp, meta in offsets.items()
-        if tp.topic in settings.input_topics
+        if tp.topic in input_topics(settings)
     }
 
 
@@ -128,7 +129,7 @@ def test_replay_equals_the_live_run_and_touches_nothing_live(
         assert run_replay(settings, options) == 0
 
         recording = tmp_path / "range.ndjson.gz"
-        topics = [a for t in settings.input_topics for a in ("--topic", t)]
+        topics = [a for t in input_topics(settings) for a in ("--topic", t)]
         argv = ["--bootstrap", settings.kafka_bootstrap, "record", "dump", *topics]
         assert main([*argv, "--from", "earliest", "-o", str(recording), "--no-progress"]) == 0
         file_report = tmp_path / "from-file.json"

@@ -15,6 +15,7 @@ import yaml
 
 from expmon.alerting.promrules import export
 from expmon.alerting.rules import load_rules
+from expmon.families.registry import SIGNALS
 from expmon.local.procs import binary
 from expmon.settings import Settings
 from expmon.sim.simulator import parse_incidents
@@ -199,7 +200,7 @@ def test_simulator_injects_incidents() -> None:
 def test_committed_rules_are_the_exported_rules() -> None:
     """deploy/prometheus/rules/expmon.rules.yml = `expmon rules export-prometheus`."""
     rules = mounted("/etc/prometheus/rules") / "expmon.rules.yml"
-    assert rules.read_text() == export(load_rules()), (
+    assert rules.read_text() == export(load_rules(signals=SIGNALS)), (
         "stale: run `expmon rules export-prometheus -o deploy/prometheus/rules/expmon.rules.yml`"
     )
 

@@ -31,7 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from expmon.sim.truth.base import DEFAULT_VIEWS, TruthRow, dedupe
+from expmon.settings import Settings
+from expmon.sim.truth.base import DEFAULT_VIEWS, FamilyTruth, TruthRow, dedupe, views_of
 from schemas.events import CHECKOUT_STEPS
 from schemas.eventtime import parse_event_time_ms
 
@@ -328,3 +329,18 @@ def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
         row["user_type"],
         row.get("from_step", ""),
     )
+
+
+def family_rows(
+    events: Sequence[Mapping[str, Any]], settings: Settings, closed_through_ms: int
+) -> list[TruthRow]:
+    return checkout_truth(
+        events,
+        window_ms=settings.window_ms,
+        views=views_of(settings),
+        abandon_ms=round(settings.checkout_abandon_seconds * 1000),
+        closed_through_ms=closed_through_ms,
+    )
+
+
+TRUTH = FamilyTruth(rows=family_rows, key=lambda row: (row["view"], row["end_ms"], *row_key(row)))

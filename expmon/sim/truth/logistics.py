@@ -35,7 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from expmon.sim.truth.base import DEFAULT_VIEWS, TruthRow, dedupe
+from expmon.settings import Settings
+from expmon.sim.truth.base import DEFAULT_VIEWS, FamilyTruth, TruthRow, dedupe, views_of
 from schemas.eventtime import parse_event_time_ms
 
 _Group = tuple[str, ...]  # ("sla", warehouse, carrier) | ("delivery", carrier) | ...
@@ -264,3 +265,23 @@ def _row(
     if group[0] == "delivery":
         return delivery_row(view, start_ms, end_ms, group[1], total)
     return tracking_row(view, start_ms, end_ms, group[1], total["became_stale"])
+
+
+def family_rows(
+    events: Sequence[Mapping[str, Any]], settings: Settings, closed_through_ms: int
+) -> list[TruthRow]:
+    return logistics_truth(
+        events,
+        closed_through_ms,
+        window_ms=settings.window_ms,
+        views=views_of(settings),
+        ship_sla_ms=round(settings.ship_sla_seconds * 1000),
+        tracking_stale_ms=round(settings.tracking_stale_seconds * 1000),
+    ).rows
+
+
+def row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row["view"], row["end_ms"], row["kind"], row.get("warehouse", ""), row["carrier"])
+
+
+TRUTH = FamilyTruth(rows=family_rows, key=row_key)

@@ -30,7 +30,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from expmon.sim.truth.base import ALL, DEFAULT_VIEWS, TruthRow, dedupe
+from expmon.settings import Settings
+from expmon.sim.truth.base import ALL, DEFAULT_VIEWS, FamilyTruth, TruthRow, dedupe, views_of
 from schemas.eventtime import parse_event_time_ms
 
 logger = logging.getLogger(__name__)
@@ -130,3 +131,28 @@ def page_load_truth(
 def index_rows(rows: Iterable[TruthRow]) -> dict[tuple[str, int, str, str, str], TruthRow]:
     """Rows keyed by (view, end_ms, page, device, region), for look-ups in tests."""
     return {(r["view"], r["end_ms"], r["page"], r["device"], r["region"]): r for r in rows}
+
+
+def family_rows(
+    events: Sequence[Mapping[str, Any]], settings: Settings, closed_through_ms: int
+) -> list[TruthRow]:
+    """`page_load_truth` with the settings' window, views and thresholds, closed windows only."""
+    rows = page_load_truth(
+        events,
+        window_ms=settings.window_ms,
+        views=views_of(settings),
+        slow_threshold_ms=settings.slow_threshold_seconds * 1000,
+        apdex_t_ms=settings.apdex_t_seconds * 1000,
+    )
+    return [row for row in rows if row["end_ms"] <= closed_through_ms]
+
+
+TRUTH = FamilyTruth(
+    rows=family_rows,
+    key=lambda row: (row["view"], row["end_ms"], row["page"], row["device"], row["region"]),
+    # the processor's quantiles come from a sketch of 1 % relative error
+    relative={name: 0.01 for name, _q in QUANTILES},
+    # bounce is per session end, not per load: the journeys' truth checks it
+    ignore=frozenset({"sample_event_ids", "sessions", "bounces", "bounce_ratio"}),
+    covers=lambda row: bool(row["count"]),  # rows of session ends only carry no loads
+)

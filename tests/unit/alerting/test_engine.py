@@ -10,13 +10,14 @@ from expmon.alerting.engine import AlertEngine, EngineOutput
 from expmon.alerting.pipeline import PipelineTelemetry
 from expmon.alerting.rules import Rule, parse_rules
 from expmon.engine.merge import ViewResult
+from expmon.families.registry import SIGNALS
 
 MIN = 60_000
 T0 = 1_800_000_000_000 - 1_800_000_000_000 % MIN
 
 
 def rules_of(text: str) -> list[Rule]:
-    return parse_rules([("test.yml", "rules:\n" + text)])
+    return parse_rules([("test.yml", "rules:\n" + text)], signals=SIGNALS)
 
 
 SLOW = rules_of(

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from expmon.alerting.rules import RulesError, load_rules, parse_rules
-from expmon.alerting.signals import SIGNALS
 from expmon.cli import main
+from expmon.families.registry import SIGNALS
 
 CONTRACT_ALERTS = {
     "PageLoadSlow",
@@ -24,7 +24,7 @@ CONTRACT_ALERTS = {
 
 
 def test_defaults_hold_every_contract_alert_with_runbook() -> None:
-    rules = load_rules()
+    rules = load_rules(signals=SIGNALS)
     assert {r.alert for r in rules} == CONTRACT_ALERTS
     assert all(r.runbook_url for r in rules)
     slow = {r.severity: r for r in rules if r.alert == "PageLoadSlow"}
@@ -48,7 +48,7 @@ def test_override_changes_only_given_keys_and_can_disable(tmp_path: Path) -> Non
         "    by: [provider]\n"
         "    where: {user_type: new}\n"
     )
-    rules = {r.alert: r for r in load_rules([extra])}
+    rules = {r.alert: r for r in load_rules([extra], signals=SIGNALS)}
     payment = rules["PaymentFailureRateHigh"]
     assert payment.threshold == 0.05
     assert payment.min_volume == 50  # untouched default
@@ -107,7 +107,7 @@ def test_override_changes_only_given_keys_and_can_disable(tmp_path: Path) -> Non
 )
 def test_problems_carry_file_and_line(text: str, line: int, fragment: str) -> None:
     with pytest.raises(RulesError) as info:
-        parse_rules([("ops.yml", text)])
+        parse_rules([("ops.yml", text)], signals=SIGNALS)
     problems = info.value.problems
     assert any(
         p.file == "ops.yml" and p.line == line and fragment in p.message for p in problems
@@ -120,7 +120,7 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
         "  - alert: B\n    signal: bounce_ratio\n    window: 7m\n    threshold: 1\n"
     )
     with pytest.raises(RulesError) as info:
-        parse_rules([("f.yml", text)])
+        parse_rules([("f.yml", text)], signals=SIGNALS)
     assert [p.line for p in info.value.problems] == [3, 7]
 
 

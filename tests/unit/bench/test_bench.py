@@ -215,8 +215,9 @@ def test_latency_summary_percentiles() -> None:
 def test_latency_rules_keep_only_page_load_slow_on_the_1m_view() -> None:
     from expmon.alerting.rules import default_rules_text, parse_rules
     from expmon.bench.alert_latency import _rules_text
+    from expmon.families.registry import SIGNALS
 
-    rules = parse_rules([("d", default_rules_text()), ("bench", _rules_text())])
+    rules = parse_rules([("d", default_rules_text()), ("bench", _rules_text())], signals=SIGNALS)
     assert [(r.alert, r.severity, r.window, r.for_ms) for r in rules] == [
         ("PageLoadSlow", "warning", "1m", 0)
     ]

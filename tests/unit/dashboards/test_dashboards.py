@@ -18,6 +18,7 @@ from expmon.alerting.rules import load_rules
 from expmon.dashboards import generate as dashboards
 from expmon.dashboards.generate import DASHBOARDS, dashboard_json, main, outputs
 from expmon.exposition.metrics import Metrics, new_registry
+from expmon.families.registry import SIGNALS
 
 ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS_OWN = {"up", "ALERTS"}
@@ -149,7 +150,7 @@ def test_every_dashboard_has_alert_annotations() -> None:
 
 def test_threshold_lines_are_the_default_alert_thresholds() -> None:
     """A panel's line must move when alerts/defaults.yml moves."""
-    rules = {(r.alert, r.severity): r.threshold for r in load_rules()}
+    rules = {(r.alert, r.severity): r.threshold for r in load_rules(signals=SIGNALS)}
     assert (
         (rules[("PageLoadSlow", "warning")], dashboards.ORANGE),
         (rules[("PageLoadSlow", "critical")], dashboards.RED),
@@ -216,7 +217,7 @@ def github_anchor(heading: str) -> str:
 def test_every_alert_has_a_runbook_section_its_url_points_at() -> None:
     runbooks = (ROOT / "docs" / "runbooks.md").read_text()
     anchors = {github_anchor(h) for h in re.findall(r"^## (.+)$", runbooks, re.MULTILINE)}
-    alerts = {rule.alert: rule.runbook_url for rule in load_rules()}
+    alerts = {rule.alert: rule.runbook_url for rule in load_rules(signals=SIGNALS)}
     assert len(alerts) == 9
     for alert, url in alerts.items():
         path, _, anchor = url.partition("#")
@@ -231,5 +232,5 @@ def test_operations_doc_references_every_metric_and_alert() -> None:
     metrics -= {n for n in metrics if n.endswith(("_count", "_sum"))}
     missing = sorted(m for m in metrics if f"`{m}`" not in docs)
     assert not missing, f"not in docs/operations.md: {missing}"
-    for rule in load_rules():
+    for rule in load_rules(signals=SIGNALS):
         assert f"| {rule.alert} |" in docs, rule.alert

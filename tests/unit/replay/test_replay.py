@@ -12,6 +12,7 @@ from expmon.alerting.rules import load_rules
 from expmon.cli.main import _relative_points
 from expmon.errors import ConfigError
 from expmon.exposition.metrics import Metrics, new_registry
+from expmon.families.registry import SIGNALS
 from expmon.replay.kafka_range import Point, RangeError, check_order, parse_point
 from expmon.replay.recording import RecordingError, RecordingReader, RecordingWriter, count_records
 from expmon.replay.report import render_markdown, report_bytes
@@ -80,12 +81,14 @@ def run(
     assert tmp_path is not None
     live = tmp_path / "live.yml"
     live.write_text(RULES_FILE)
-    rules = load_rules((live,), SETTINGS.views)
+    rules = load_rules((live,), SETTINGS.views, signals=SIGNALS)
     candidate_rules = None
     if candidate is not None:
         other = tmp_path / "candidate.yml"
         other.write_text(candidate)
-        candidate_rules = load_rules((live, other), SETTINGS.views)  # as replay_run does
+        candidate_rules = load_rules(
+            (live, other), SETTINGS.views, signals=SIGNALS
+        )  # as replay_run does
     pipeline = ReplayPipeline(SETTINGS, partitions, rules, candidate_rules)
     for i in range(0, len(records), batch):
         pipeline.feed(records[i : i + batch])
@@ -292,7 +295,7 @@ def test_run_replay_from_a_recording_writes_the_reports(
         file=recording, report=tmp_path / "r.json", markdown=tmp_path / "r.md", progress=False
     )
     assert run_replay(SETTINGS, options) == 0
-    direct = ReplayPipeline(SETTINGS, partitions, load_rules((), SETTINGS.views))
+    direct = ReplayPipeline(SETTINGS, partitions, load_rules((), SETTINGS.views, signals=SIGNALS))
     direct.feed(records)
     direct.finish()
     assert (tmp_path / "r.json").read_bytes() == report_bytes(direct.report())
