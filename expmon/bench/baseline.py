@@ -33,6 +33,7 @@ from expmon.engine.stage import RawRecord
 from expmon.families.page_load import PageLoadStage
 from expmon.gctune import throughput_gc
 from expmon.kafka.connection import aiokafka_kwargs
+from expmon.memory import read_vm_hwm_kb
 from expmon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,25 +41,6 @@ log = logging.getLogger(__name__)
 BARE_FETCH_MAX_BYTES = 64 * 1024 * 1024
 BARE_PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 BARE_MAX_RECORDS = 10_000
-
-
-def read_vm_hwm_kb(pid: int | str = "self") -> int | None:
-    """Peak resident set size (VmHWM) of a process in kB, None if unreadable."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    return parse_vm_hwm_kb(text)
-
-
-def parse_vm_hwm_kb(status_text: str) -> int | None:
-    """The VmHWM line of a /proc/<pid>/status text, in kB."""
-    for line in status_text.splitlines():
-        if line.startswith("VmHWM:"):
-            fields = line.split()
-            if len(fields) >= 2 and fields[1].isdigit():
-                return int(fields[1])
-    return None
 
 
 # --------------------------------------------------------------------------- bare ceiling

@@ -36,7 +36,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,12 +49,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from expmon.bench.alert_latency import measure_alert_latency
-from expmon.bench.baseline import parse_vm_hwm_kb, read_vm_hwm_kb
 from expmon.bench.statemem import measure_state_memory
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import TopicSpec, ensure_topics
 from expmon.kafka.connection import aiokafka_kwargs, kafka_python_kwargs
+from expmon.kafka.partition import partition_for
 from expmon.local.kafka.broker import KAFKA_VERSION, LocalKafka, free_port
+from expmon.memory import read_vm_hwm_kb
 from expmon.settings import Settings, default_cache_dir
 from schemas import codec
 from schemas.events import Event
@@ -210,7 +210,7 @@ def build_datasets(
     for event in events:
         if single_limit is None or single.events < single_limit:
             key = event["session_id"].encode()
-            single.records.append((zlib.crc32(key) % partitions, key, codec.dumps(event)))
+            single.records.append((partition_for(key, partitions), key, codec.dumps(event)))
             single.events += 1
         chunk.append(event)
         if len(chunk) >= batch_size:
@@ -894,7 +894,6 @@ __all__ = [
     "generate_events",
     "measure",
     "parse_events_total",
-    "parse_vm_hwm_kb",
     "run_bench",
     "table_rows",
 ]

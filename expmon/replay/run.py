@@ -231,7 +231,7 @@ def _check_topics(settings: Settings, topics: tuple[str, ...]) -> None:
 
 def write_stats(path: Path, pipeline: ReplayPipeline, seconds: float) -> None:
     """How fast and how big: measured, so not part of the (deterministic) report."""
-    from expmon.bench.baseline import read_vm_hwm_kb
+    from expmon.memory import read_vm_hwm_kb
 
     peak_kb = read_vm_hwm_kb()
     stats = {

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from expmon.families.registry import BY_NAME
 from expmon.kafka.connection import aiokafka_kwargs
+from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
 from expmon.sim.truth import base as truth_file
 from expmon.sim.truth.base import views_of
@@ -1162,7 +1162,7 @@ def encode_records(
     def group_of(family: EventFamily, key: str) -> _Group:
         if partitions is None or batch_size == 1:
             return (family, 0)
-        return (family, (murmur2(key.encode()) & 0x7FFFFFFF) % partitions[family])
+        return (family, partition_for(key, partitions[family]))
 
     def flush(group: _Group, t: int) -> Iterator[Record]:
         family = group[0]

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from expmon.bench.baseline import parse_vm_hwm_kb, read_vm_hwm_kb
 from expmon.bench.run import (
     BARE,
     BATCH,
@@ -27,6 +26,7 @@ from expmon.bench.run import (
     parse_events_total,
     table_rows,
 )
+from expmon.memory import parse_vm_hwm_kb, read_vm_hwm_kb
 from schemas import codec
 from schemas.events import EventFamily, make_validators
 

@@ -4,6 +4,7 @@ import pytest
 
 from expmon.engine.entities import DUE, SNAPSHOT_EVERY, EntityTable
 from expmon.engine.windows import Checkpoint
+from tests.unit.helpers import CheckpointStore
 
 
 def fire(table: EntityTable, watermark: int) -> list[tuple[int, str]]:
@@ -58,16 +59,10 @@ def test_deleted_entity_never_fires_and_checkpoint_round_trip() -> None:
     assert fire(restored, 100) == [(20, "kept")]
 
 
-def apply(store: dict[str, Any], cp: Checkpoint) -> None:
-    for key in cp.deletes:
-        store.pop(key, None)
-    store.update(cp.writes)
-
-
 @pytest.mark.parametrize("cut", [None, "after_chunks", "before_deletes"])
 def test_snapshots_replace_deltas_and_survive_an_interrupted_write(cut: str | None) -> None:
     table = EntityTable(0)
-    store: dict[str, Any] = {}
+    store = CheckpointStore()
     for batch in range(SNAPSHOT_EVERY + 5):
         for i in range(50):
             table.put(f"e{(batch * 7 + i) % 300}", {DUE: None, "n": batch})
@@ -79,54 +74,54 @@ def test_snapshots_replace_deltas_and_survive_an_interrupted_write(cut: str | No
             writes = list(cp.writes.items())
             if cut == "after_chunks":  # crash before the done marker
                 writes = [(k, v) for k, v in writes if not k.endswith("/done")]
-                store.update(writes)
+                store.data.update(writes)
                 break
-            store.update(writes)  # crash before the deletes
+            store.data.update(writes)  # crash before the deletes
             break
-        apply(store, cp)
+        store.apply(cp)
     restored = EntityTable(0)
-    restored.restore(store.items())
+    restored.restore(store.data.items())
     assert restored.items == table.items
     if cut is None:
-        assert not any("/d/" in k for k in store if int(k.split("/")[3]) < table._seq - 10)
+        assert not any("/d/" in k for k in store.data if int(k.split("/")[3]) < table._seq - 10)
 
 
 def test_restored_table_keeps_writing_after_its_snapshot() -> None:
     table = EntityTable(0)
-    store: dict[str, Any] = {}
+    store = CheckpointStore()
     for batch in range(SNAPSHOT_EVERY * 2 + 3):
         table.put(f"e{batch % 40}", {DUE: batch})
         cp = Checkpoint()
         table.checkpoint(cp)
-        apply(store, cp)
+        store.apply(cp)
     restored = EntityTable(0)
-    restored.restore(store.items())
+    restored.restore(store.data.items())
     restored.put("new", {DUE: 1})
     cp = Checkpoint(deletes=restored.take_pending_deletes())
     restored.checkpoint(cp)
-    apply(store, cp)
+    store.apply(cp)
     again = EntityTable(0)
-    again.restore(store.items())
+    again.restore(store.data.items())
     assert again.items == restored.items
 
 
 def test_leftovers_of_a_cut_short_checkpoint_do_not_survive_a_second_crash() -> None:
     table = EntityTable(0)
-    store: dict[str, Any] = {}
+    store = CheckpointStore()
     table.put("a", {DUE: 10})
     cp = Checkpoint()
     table.checkpoint(cp)
-    apply(store, cp)
+    store.apply(cp)
     meta_seq = table.seq
     # the next checkpoint's delta lands, its meta (which would vouch for it) does not
     table.put("b", {DUE: 20})
     table.delete("a")
     cut = Checkpoint()
     table.checkpoint(cut)
-    store.update(cut.writes)
+    store.data.update(cut.writes)
 
     restored = EntityTable(0)
-    restored.restore(store.items(), max_seq=meta_seq)
+    restored.restore(store.data.items(), max_seq=meta_seq)
     assert restored.items == {"a": {DUE: 10}}
     restored.put("c", {DUE: 30})
     cp = Checkpoint(deletes=restored.take_pending_deletes(), purges=restored.take_orphans())
@@ -134,12 +129,10 @@ def test_leftovers_of_a_cut_short_checkpoint_do_not_survive_a_second_crash() -> 
     assert cp.purges == list(cut.writes)
     # crash after the new checkpoint's writes (and the meta vouching for restored.seq),
     # before its deletes: the purge went first, so the leftover delta is gone
-    for key in cp.purges:
-        store.pop(key, None)
-    store.update(cp.writes)
+    store.apply(Checkpoint(writes=cp.writes, purges=cp.purges))
 
     again = EntityTable(0)
-    again.restore(store.items(), max_seq=restored.seq)
+    again.restore(store.data.items(), max_seq=restored.seq)
     assert again.items == restored.items == {"a": {DUE: 10}, "c": {DUE: 30}}
 
 

@@ -1,6 +1,5 @@
 """Checkout stage + merge, no broker: funnel, abandonment, payments, restart, split, simulation."""
 
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -12,10 +11,12 @@ from expmon.engine.merge import ViewResult
 from expmon.engine.stage import RawRecord, StageOutput
 from expmon.engine.windows import Key
 from expmon.families.checkout import CheckoutStage, new_checkout_merger, summarize_rows
+from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
 from expmon.sim.simulator import TrafficGenerator, encode_records
 from expmon.sim.truth.checkout import checkout_truth
 from schemas import codec
+from tests.unit.helpers import CheckpointStore
 
 T0 = 1_763_000_040_000  # a whole minute
 NOW = T0 + 10**8  # `now` for the absurd-timestamp check: every test event is in the past
@@ -426,7 +427,7 @@ def simulated_records(
         buf.clear()
 
     for rec in encode_records(gen.generate(), duplicate_ratio=0.02, seed=seed):
-        p = zlib.crc32(rec.key.encode()) % partitions
+        p = partition_for(rec.key, partitions)
         buffers[p].append((rec.key, rec.value))
         if len(buffers[p]) >= per_record:
             flush(p)
@@ -506,21 +507,17 @@ def test_restart_from_checkpoint_gives_the_same_windows(settings: Settings) -> N
     )
 
     first = CheckoutStage(settings, "t", 3, live=False)
-    store: dict[str, Any] = {}
+    store = CheckpointStore()
     half = records[: len(records) // 2]
     outs = []
     for i in range(0, len(half), 100):
         out = first.process(half[i : i + 100], now_ms=NOW)
         outs.append(out)
-        for cp in out.checkpoints.values():
-            for key in cp.deletes:
-                store.pop(key, None)
-            store.update(codec.loads(codec.dumps(cp.writes)))
+        store.keep([out])
     assert first.open_checkouts() > 100  # the crash falls in the middle of journeys
     # crash; the committed input offsets lag behind: a third of the records are re-read
     second = CheckoutStage(settings, "t", 3, live=False)
-    for p in range(3):
-        second.assign(p, [(k, v) for k, v in store.items() if k.split("/")[1] == str(p)])
+    store.restore(second, range(3))
     assert second.open_checkouts() == first.open_checkouts()
     outs.extend(run(second, records[len(records) // 3 :]))
     assert results_table(merged(outs, settings)[0]) == reference

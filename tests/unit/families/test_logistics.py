@@ -3,7 +3,6 @@
 import gc
 import time
 import tracemalloc
-import zlib
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -14,11 +13,13 @@ from expmon.engine.counters import SAMPLES_KEY
 from expmon.engine.merge import ViewResult
 from expmon.engine.stage import RawRecord, StageOutput
 from expmon.families.logistics import LogisticsStage, new_logistics_merger
+from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
 from expmon.sim.simulator import TrafficGenerator, encode_records
 from expmon.sim.truth.logistics import logistics_truth
 from schemas import codec
 from schemas.eventtime import format_ms
+from tests.unit.helpers import CheckpointStore
 
 T0 = 1_763_000_040_000  # a whole minute
 NOW = T0 + 10**8  # `now` for the absurd-timestamp check: every test event is in the past
@@ -325,7 +326,7 @@ def simulated(
     events: list[dict[str, Any]] = []
     offsets = [0] * partitions
     for rec in encode_records(gen.generate()):
-        p = zlib.crc32(rec.key.encode()) % partitions
+        p = partition_for(rec.key, partitions)
         records.append(RawRecord(p, offsets[p], rec.key.encode(), rec.value))
         offsets[p] += 1
         events.extend(rec.events)
@@ -430,20 +431,16 @@ def test_restart_from_checkpoint_gives_the_same_windows(
     reference, closed = merge(run(reference_stage, records))
 
     first = new_stage()
-    store: dict[str, Any] = {}
+    store = CheckpointStore()
     outs = []
     for i in range(0, 4400, 100):
         out = first.process(records[i : i + 100], now_ms=NOW)
         outs.append(out)
-        for cp in out.checkpoints.values():
-            for key in cp.deletes:
-                store.pop(key, None)
-            store.update(codec.loads(codec.dumps(cp.writes)))
-    assert any(k.startswith("ent/") for k in store)  # orders mid-lifecycle at the crash
+        store.keep([out])
+    assert any(k.startswith("ent/") for k in store.data)  # orders mid-lifecycle at the crash
     # crash; the committed offsets lag behind: everything from record 3000 is re-read
     second = new_stage()
-    for p in range(3):
-        second.assign(p, [(k, v) for k, v in store.items() if k.split("/")[1] == str(p)])
+    store.restore(second, range(3))
     outs.extend(run(second, records[3000:]))
     results, closed_again = merge(outs)
     assert closed_again == closed

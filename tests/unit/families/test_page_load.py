@@ -18,6 +18,7 @@ from expmon.families.page_load import (
 )
 from expmon.settings import Settings
 from schemas import codec
+from tests.unit.helpers import CheckpointStore
 
 T0 = 1_763_000_040_000
 PAGES = ("/", "/product/:id", "/cart")
@@ -180,20 +181,16 @@ def test_restart_from_checkpoint_gives_the_same_windows(settings: Settings) -> N
     )
 
     first = PageLoadStage(settings, "t", 3, live=False)
-    store: dict[str, Any] = {}
+    store = CheckpointStore()
     half = records[:1100]
     outs = []
     for i in range(0, len(half), 100):
         out = first.process(half[i : i + 100], now_ms=T0)
         outs.append(out)
-        for cp in out.checkpoints.values():
-            for key in cp.deletes:
-                store.pop(key, None)
-            store.update(codec.loads(codec.dumps(cp.writes)))
+        store.keep([out])
     # crash; the committed input offsets lag behind: everything from record 600 is re-read
     second = PageLoadStage(settings, "t", 3, live=False)
-    for p in range(3):
-        second.assign(p, [(k, v) for k, v in store.items() if k.split("/")[1] == str(p)])
+    store.restore(second, range(3))
     outs.extend(run(second, [records[600:]]))
     assert results_table(merged(outs, settings)) == reference
     assert sum(o.counts["duplicate"] for o in outs) == 0

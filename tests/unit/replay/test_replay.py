@@ -13,13 +13,14 @@ from expmon.cli.main import _relative_points
 from expmon.errors import ConfigError
 from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import SIGNALS
+from expmon.kafka.partition import partition_for
 from expmon.replay.kafka_range import Point, RangeError, check_order, parse_point
 from expmon.replay.recording import RecordingError, RecordingReader, RecordingWriter, count_records
 from expmon.replay.report import render_markdown, report_bytes
 from expmon.replay.run import Pacer, ReplayOptions, parse_speed, run_replay
 from expmon.replay.session import ReplayPipeline, ReplayRecord
 from expmon.settings import Settings
-from expmon.sim.simulator import TrafficGenerator, encode_records, murmur2, parse_incidents
+from expmon.sim.simulator import TrafficGenerator, encode_records, parse_incidents
 from schemas import codec
 from schemas.events import EventFamily
 
@@ -64,7 +65,7 @@ def as_records(
     offsets: dict[tuple[str, int], int] = {}
     records = []
     for topic, key, value, time_ms in items:
-        partition = (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+        partition = partition_for(key, partitions)
         offset = offsets.get((topic, partition), 0)
         offsets[(topic, partition)] = offset + 1
         records.append(ReplayRecord(topic, partition, offset, time_ms, key.encode(), value))

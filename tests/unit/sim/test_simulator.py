@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from expmon.engine.sketch import exact_quantile
+from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
 from expmon.sim.simulator import (
     CARRIERS,
@@ -672,10 +673,8 @@ def test_run_simulate_writes_truth(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("family", [EventFamily.CHECKOUT, EventFamily.LOGISTICS])
 def test_batches_keep_each_key_in_one_partition(family: EventFamily) -> None:
-    from aiokafka.partitioner import murmur2
-
     def partition(key: str) -> int:
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % 3
+        return partition_for(key, 3)
 
     gen = TrafficGenerator(seed=5, rate=300, duration_s=120, lifecycle_compression=3600)
     records = list(encode_records(gen, batch_size=50, partitions=dict.fromkeys(EventFamily, 3)))

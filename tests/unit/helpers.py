@@ -1,0 +1,87 @@
+"""Helpers shared by the unit tests: placing records on partitions as Kafka would, running
+a stage over them, merging, and a crash/restore store that replays checkpoints exactly as
+the worker's table state applies them (purges, then writes, then deletes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from expmon.engine.merge import ViewResult, WindowMerger
+from expmon.engine.stage import RawRecord, StageOutput, WindowedStage
+from expmon.engine.windows import Checkpoint, partition_of_state_key
+from expmon.kafka.partition import partition_for
+from expmon.sim.simulator import Record
+from schemas import codec
+
+
+def place(records: Iterable[Record], partitions: int) -> list[RawRecord]:
+    """Simulated records on `partitions` partitions by key, offsets in arrival order."""
+    offsets = [0] * partitions
+    placed: list[RawRecord] = []
+    for record in records:
+        p = partition_for(record.key, partitions)
+        placed.append(RawRecord(p, offsets[p], record.key.encode(), record.value))
+        offsets[p] += 1
+    return placed
+
+
+def run_stage(
+    stage: WindowedStage[Any],
+    records: Sequence[RawRecord],
+    batch: int = 500,
+    now_ms: int | None = None,
+    finish: bool = True,
+) -> list[StageOutput]:
+    """The stage over the records in batches of `batch`; `finish` closes every window."""
+    outs = [
+        stage.process(records[i : i + batch], now_ms=now_ms) for i in range(0, len(records), batch)
+    ]
+    if finish:
+        outs.append(stage.finish())
+    return outs
+
+
+def merge(
+    merger: WindowMerger[Any], outputs: Iterable[StageOutput]
+) -> tuple[list[ViewResult], int | None]:
+    """Every final view of the outputs' partials, and how far windows became final."""
+    results = merger.apply([m for out in outputs for m in out.partials]).results
+    return results, merger.final_through
+
+
+def last_revisions(results: Iterable[ViewResult]) -> dict[str, ViewResult]:
+    """The last result of every window view (a re-emitted view replaces the earlier one)."""
+    return {result.record_key: result for result in results}
+
+
+class CheckpointStore:
+    """A stage's state table as the changelog holds it, to crash and restore from.
+
+    `apply` follows `TableState.apply`: purged keys go first, then writes in order (a
+    checkpoint's meta last), then deletes; values go through the codec, as they would
+    through Kafka.
+    """
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def apply(self, checkpoint: Checkpoint) -> None:
+        for key in checkpoint.purges:
+            self.data.pop(key, None)
+        self.data.update(codec.loads(codec.dumps(checkpoint.writes)))
+        for key in checkpoint.deletes:
+            self.data.pop(key, None)
+
+    def keep(self, outputs: Iterable[StageOutput]) -> None:
+        for out in outputs:
+            for checkpoint in out.checkpoints.values():
+                self.apply(checkpoint)
+
+    def items(self, partition: int) -> list[tuple[str, Any]]:
+        return [(k, v) for k, v in self.data.items() if partition_of_state_key(k) == partition]
+
+    def restore(self, stage: WindowedStage[Any], partitions: Iterable[int]) -> None:
+        """Assign every partition to a fresh stage from what was checkpointed."""
+        for partition in partitions:
+            stage.assign(partition, self.items(partition))
