@@ -38,7 +38,7 @@ from expmon.errors import ExpmonError
 from expmon.families.registry import SIGNALS
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.kafka.connection import kafka_python_kwargs
-from expmon.local.procs import LocalAlertmanager, LocalPrometheus, free_port
+from expmon.local.procs import LocalAlertmanager, LocalPrometheus, free_port, stop_process
 from expmon.settings import Settings
 from schemas import codec
 
@@ -218,12 +218,7 @@ def measure_alert_latency(
     finally:
         producer.close()
         prometheus.stop()
-        if worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_process(worker, "latency worker", grace_s=30)
         am.stop()
     return report
 

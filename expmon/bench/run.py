@@ -28,7 +28,6 @@ import math
 import os
 import platform
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,9 +53,21 @@ from expmon.errors import ExpmonError
 from expmon.kafka.admin import TopicSpec, ensure_topics
 from expmon.kafka.connection import aiokafka_kwargs, kafka_python_kwargs
 from expmon.kafka.partition import partition_for
-from expmon.local.kafka.broker import KAFKA_VERSION, LocalKafka, free_port
+from expmon.local.kafka.broker import KAFKA_VERSION, LocalKafka
+from expmon.local.procs import free_port, stop_process
 from expmon.memory import read_vm_hwm_kb
 from expmon.settings import Settings, default_cache_dir
+from expmon.sim.catalogue import (
+    CHANNEL_WEIGHTS,
+    DEVICE_FACTOR,
+    DEVICE_WEIGHTS,
+    LOAD_SIGMA,
+    PAGE_MEDIAN_MS,
+    PAGE_VIEW_WEIGHTS,
+    PLATFORM_WEIGHTS,
+    REGION_FACTOR,
+    REGION_WEIGHTS,
+)
 from schemas import codec
 from schemas.events import Event
 
@@ -83,27 +94,6 @@ DEFAULT_TIMEOUT_SECONDS = 180.0
 DEFAULT_MEASURE_SECONDS = 60.0
 LOG_TAIL_LINES = 25
 
-# Route templates with (weight, median load ms): what a shop's page views look like.
-ROUTES: dict[str, tuple[float, float]] = {
-    "/": (0.14, 900.0),
-    "/search": (0.16, 1100.0),
-    "/category/:slug": (0.18, 1300.0),
-    "/product/:id": (0.30, 1500.0),
-    "/cart": (0.08, 800.0),
-    "/checkout": (0.06, 1200.0),
-    "/checkout/payment": (0.04, 1700.0),
-    "/account": (0.04, 1000.0),
-}
-REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "ap-southeast", "sa-east")
-DEVICE_PLATFORMS: dict[str, tuple[str, ...]] = {
-    "mobile": ("web", "ios", "android"),
-    "desktop": ("web",),
-    "tablet": ("web", "ios", "android"),
-}
-DEVICE_WEIGHTS = {"mobile": 0.58, "desktop": 0.34, "tablet": 0.08}
-CHANNELS = ("ads", "organic", "social", "direct", "other")
-LOAD_SIGMA = 0.55
-
 
 class BenchError(ExpmonError):
     """A bench scenario could not be run or did not finish."""
@@ -119,35 +109,40 @@ def generate_events(
     jitter_ms: int = 200,
     sessions: int = 5000,
 ) -> Iterator[Event]:
-    """`n` valid page_load events, event time increasing at `rate_per_s` with small jitter.
+    """`n` valid page_load events of the simulator's shop (`expmon.sim.catalogue`), event
+    time increasing at `rate_per_s` with small jitter.
 
-    By default the last event lies a minute before now, so event times are plausible.
+    Cheaper than the simulator's journeys (pages drawn by their share of page views, not
+    walked), so producing a million events takes seconds. By default the last event lies
+    a minute before now, so event times are plausible.
     """
     rng = random.Random(seed)
     step_ms = 1000.0 / rate_per_s
     if start_ms is None:
         start_ms = int(time.time() * 1000 - n * step_ms - 60_000)
-    devices = tuple(DEVICE_WEIGHTS)
-    device_cum = _cumulative(DEVICE_WEIGHTS.values())
+    devices, device_cum = tuple(DEVICE_WEIGHTS), _cumulative(DEVICE_WEIGHTS.values())
+    regions, region_cum = tuple(REGION_WEIGHTS), _cumulative(REGION_WEIGHTS.values())
+    channels, channel_cum = tuple(CHANNEL_WEIGHTS), _cumulative(CHANNEL_WEIGHTS.values())
     pool: list[tuple[str, str, str, str, str, bool]] = []
     for s in range(sessions):
         device = rng.choices(devices, cum_weights=device_cum)[0]
+        platforms = PLATFORM_WEIGHTS[device]
         pool.append(
             (
                 f"s-{seed}-{s:06d}",
                 device,
-                rng.choice(DEVICE_PLATFORMS[device]),
-                rng.choice(REGIONS),
-                rng.choice(CHANNELS),
+                rng.choices(tuple(platforms), weights=tuple(platforms.values()))[0],
+                rng.choices(regions, cum_weights=region_cum)[0],
+                rng.choices(channels, cum_weights=channel_cum)[0],
                 rng.random() < 0.2,
             )
         )
-    routes = tuple(ROUTES)
-    route_cum = _cumulative(w for w, _ in ROUTES.values())
-    log_medians = [math.log(median) for _, median in ROUTES.values()]
+    pages = tuple(PAGE_VIEW_WEIGHTS)
+    page_cum = _cumulative(PAGE_VIEW_WEIGHTS.values())
     for i in range(n):
         session_id, device, platform_, region, channel, new_user = pool[rng.randrange(sessions)]
-        r = rng.choices(range(len(routes)), cum_weights=route_cum)[0]
+        page = rng.choices(pages, cum_weights=page_cum)[0]
+        median = PAGE_MEDIAN_MS[page] * DEVICE_FACTOR[device] * REGION_FACTOR[region]
         t = start_ms + int(i * step_ms)
         yield {
             "event_id": f"pl-{seed}-{i:09d}",
@@ -159,8 +154,8 @@ def generate_events(
             "region": region,
             "channel": channel,
             "is_new_user": new_user,
-            "page": routes[r],
-            "load_ms": round(rng.lognormvariate(log_medians[r], LOAD_SIGMA), 1),
+            "page": page,
+            "load_ms": round(rng.lognormvariate(math.log(median), LOAD_SIGMA), 1),
         }
 
 
@@ -465,20 +460,6 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        log.warning(
-            "%s did not stop within %.0f s of SIGTERM; killing it", name, STOP_GRACE_SECONDS
-        )
-        proc.kill()
-        proc.wait(timeout=STOP_GRACE_SECONDS)
-
-
 def _scrape(port: int, topic: str, only_events: bool = True) -> tuple[float, int, float] | None:
     """(events counted, page bytes, seconds the request took) or None if not reachable.
 
@@ -602,7 +583,7 @@ class Runner:
             self._measure_full_page(result, port, dataset.topic)
         finally:
             self.progress.remove_task(task)
-            _stop(proc, scenario)
+            stop_process(proc, scenario)
         events, seconds, complete = measure(samples, total)
         if seconds <= 0:
             raise BenchError(

@@ -48,7 +48,8 @@ def add_parser(verbs: Verbs) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from expmon.sim.simulator import parse_incidents, run_simulate
+    from expmon.sim.incidents import parse_incidents
+    from expmon.sim.produce import run_simulate
 
     settings = settings_from(args)
     counts = asyncio.run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from rich.table import Table
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.local.kafka.broker import LocalKafka
+from expmon.local.procs import stop_process
 from expmon.settings import Settings, default_cache_dir
 from schemas import codec
 
@@ -194,13 +194,7 @@ def child(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process(proc, Path(args[0]).name, grace_s=20, group=True)
 
 
 def wait_ready(

@@ -6,8 +6,12 @@ when it cannot start (missing binary, early exit with its log tail).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -18,16 +22,46 @@ from typing import Any
 
 from expmon.errors import ExpmonError
 
+log = logging.getLogger(__name__)
+
 
 class LocalProcessError(ExpmonError):
     """A local Alertmanager or Prometheus could not be found or started."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes], name: str, grace_s: float = 15.0, group: bool = False
+) -> int:
+    """SIGTERM, then SIGKILL if it is still running after `grace_s`; its exit code.
+
+    `group`: signal the whole process group (for a child started with
+    `start_new_session=True`, whose own children must stop with it).
+    """
+    if proc.poll() is not None:
+        return proc.returncode
+
+    def send(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        log.warning("%s (pid %s) ignored SIGTERM for %.0f s; killing it", name, proc.pid, grace_s)
+        send(signal.SIGKILL)
+        return proc.wait(timeout=grace_s)
 
 
 def binary(*names: str) -> str:
@@ -70,13 +104,8 @@ class _Local:
         raise LocalProcessError(f"{self.name} not ready in {timeout:.0f}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, self.name)
         self.proc = None
 
     def log_tail(self, lines: int = 30) -> str:

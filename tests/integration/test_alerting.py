@@ -22,7 +22,9 @@ from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.kafka.connection import kafka_python_kwargs
 from expmon.local.procs import LocalAlertmanager, LocalPrometheus
 from expmon.settings import Settings
-from expmon.sim.simulator import Record, TrafficGenerator, encode_records, parse_incidents
+from expmon.sim.encoding import Record, encode_records
+from expmon.sim.incidents import parse_incidents
+from expmon.sim.journeys import TrafficGenerator
 from schemas.events import EventFamily
 from tests.integration.alertmanager import WebhookReceiver
 from tests.integration.worker_process import WorkerProcess, final_views

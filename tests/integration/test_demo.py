@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from expmon.local.kafka.broker import free_port
+from expmon.local.procs import free_port
 
 # The acceptance bound: slow pages on screen within 2 minutes of start. The watch lasts
 # a little longer than the worst phase of the minute needs (~110 s).

@@ -18,7 +18,10 @@ from kafka import KafkaProducer
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.kafka.connection import kafka_python_kwargs
 from expmon.settings import Settings
-from expmon.sim.simulator import BadRecord, TrafficGenerator, encode_records, parse_incidents
+from expmon.sim.bad_records import BadRecord
+from expmon.sim.encoding import encode_records
+from expmon.sim.incidents import parse_incidents
+from expmon.sim.journeys import TrafficGenerator
 from expmon.sim.truth.base import dedupe
 from expmon.sim.truth.checkout import checkout_truth
 from expmon.sim.truth.checkout import row_key as checkout_row_key

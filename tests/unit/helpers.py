@@ -11,7 +11,7 @@ from expmon.engine.merge import ViewResult, WindowMerger
 from expmon.engine.stage import RawRecord, StageOutput, WindowedStage
 from expmon.engine.windows import Checkpoint, partition_of_state_key
 from expmon.kafka.partition import partition_for
-from expmon.sim.simulator import Record
+from expmon.sim.encoding import Record
 from schemas import codec
 
 

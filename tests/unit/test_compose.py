@@ -18,7 +18,7 @@ from expmon.alerting.rules import load_rules
 from expmon.families.registry import SIGNALS
 from expmon.local.procs import binary
 from expmon.settings import Settings
-from expmon.sim.simulator import parse_incidents
+from expmon.sim.incidents import parse_incidents
 
 ROOT = Path(__file__).resolve().parents[2]
 # services that run until stopped, each with a health check

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ from kafka import KafkaAdminClient
 
 from expmon.errors import LocalKafkaError
 from expmon.local.kafka.tls import TlsMaterial, make_tls_material
+from expmon.local.procs import free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +166,6 @@ def ensure_jars(cache_dir: Path) -> Path:
 def new_cluster_id() -> str:
     """A KRaft cluster id: the 16 bytes of a uuid4 as 22 chars of unpadded base64url."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def free_port_except(taken: set[int], host: str = HOST) -> int:
@@ -637,25 +630,9 @@ class LocalKafka:
         return None
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            self._signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "Kafka pid %s ignored SIGTERM for %.0f s; killing it",
-                    proc.pid,
-                    STOP_GRACE_SECONDS,
-                )
-                self._signal_group(proc, signal.SIGKILL)
-                proc.wait()
+        # start_new_session made the JVM its group leader: stop the whole group
+        stop_process(proc, "Kafka", grace_s=STOP_GRACE_SECONDS, group=True)
         logger.info("local Kafka (pid %s) stopped", proc.pid)
-
-    @staticmethod
-    def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        # start_new_session made the JVM its group leader, so its pid is the pgid.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
 
 
 __all__ = [
@@ -666,7 +643,6 @@ __all__ = [
     "ensure_jars",
     "find_java",
     "find_mvn",
-    "free_port",
     "new_cluster_id",
     "port_in_use",
     "render_server_properties",

@@ -14,7 +14,6 @@ from expmon.bench.run import (
     PIPELINE,
     POLL_SECONDS,
     POLL_SLOW_SECONDS,
-    ROUTES,
     SINGLE,
     ScenarioResult,
     build_datasets,
@@ -27,6 +26,7 @@ from expmon.bench.run import (
     table_rows,
 )
 from expmon.memory import parse_vm_hwm_kb, read_vm_hwm_kb
+from expmon.sim.catalogue import PAGES, PLATFORM_WEIGHTS, REGION_WEIGHTS
 from schemas import codec
 from schemas.events import EventFamily, make_validators
 
@@ -39,10 +39,15 @@ def test_generated_events_are_valid_page_loads() -> None:
     for event in events:
         assert VALIDATE(dict(event), now)["_t"] == event["occurred_at"]
         assert event["schema_version"] == 1
-        assert event["page"] in ROUTES
+        assert event["page"] in PAGES
         assert event["load_ms"] > 0
     assert len({e["event_id"] for e in events}) == len(events)
-    assert len({e["page"] for e in events}) == len(ROUTES)
+    assert len({e["page"] for e in events}) == len(PAGES)
+    # the simulator's shop: its regions, devices and platforms, nothing else
+    assert {e["region"] for e in events} == set(REGION_WEIGHTS)
+    assert {(e["device"], e["platform"]) for e in events} <= {
+        (d, p) for d, platforms in PLATFORM_WEIGHTS.items() for p in platforms
+    }
     assert all(e["occurred_at"] < now for e in events)
 
 

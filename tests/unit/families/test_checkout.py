@@ -13,7 +13,8 @@ from expmon.engine.windows import Key
 from expmon.families.checkout import CheckoutStage, new_checkout_merger, summarize_rows
 from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
-from expmon.sim.simulator import TrafficGenerator, encode_records
+from expmon.sim.encoding import encode_records
+from expmon.sim.journeys import TrafficGenerator
 from expmon.sim.truth.checkout import checkout_truth
 from schemas import codec
 from tests.unit.helpers import CheckpointStore

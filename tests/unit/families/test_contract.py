@@ -19,7 +19,8 @@ from expmon.engine.stage import RawRecord, StageOutput
 from expmon.families.base import Family
 from expmon.families.registry import FAMILIES
 from expmon.settings import Settings
-from expmon.sim.simulator import TrafficGenerator, encode_records
+from expmon.sim.encoding import encode_records
+from expmon.sim.journeys import TrafficGenerator
 from schemas.events import EventFamily
 from tests.unit.helpers import CheckpointStore, last_revisions, merge, place, run_stage
 

@@ -15,7 +15,8 @@ from expmon.engine.stage import RawRecord, StageOutput
 from expmon.families.logistics import LogisticsStage, new_logistics_merger
 from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
-from expmon.sim.simulator import TrafficGenerator, encode_records
+from expmon.sim.encoding import encode_records
+from expmon.sim.journeys import TrafficGenerator
 from expmon.sim.truth.logistics import logistics_truth
 from schemas import codec
 from schemas.eventtime import format_ms

@@ -20,7 +20,9 @@ from expmon.replay.report import render_markdown, report_bytes
 from expmon.replay.run import Pacer, ReplayOptions, parse_speed, run_replay
 from expmon.replay.session import ReplayPipeline, ReplayRecord
 from expmon.settings import Settings
-from expmon.sim.simulator import TrafficGenerator, encode_records, parse_incidents
+from expmon.sim.encoding import encode_records
+from expmon.sim.incidents import parse_incidents
+from expmon.sim.journeys import TrafficGenerator
 from schemas import codec
 from schemas.events import EventFamily
 

@@ -13,23 +13,12 @@ import pytest
 from expmon.engine.sketch import exact_quantile
 from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
-from expmon.sim.simulator import (
-    CARRIERS,
-    DEFAULT_START_MS,
-    BadKind,
-    BadRecord,
-    GeneratedItem,
-    Incident,
-    IncidentKind,
-    TrafficGenerator,
-    bad_kinds_for,
-    encode_records,
-    make_bad_record,
-    parse_incident,
-    parse_incidents,
-    produce,
-    run_simulate,
-)
+from expmon.sim.bad_records import BadKind, BadRecord, bad_kinds_for, make_bad_record
+from expmon.sim.catalogue import CARRIERS
+from expmon.sim.encoding import encode_records
+from expmon.sim.incidents import Incident, IncidentKind, parse_incident, parse_incidents
+from expmon.sim.journeys import DEFAULT_START_MS, GeneratedItem, TrafficGenerator
+from expmon.sim.produce import produce, run_simulate
 from expmon.sim.truth import base as truth_file
 from expmon.sim.truth.page_load import page_load_truth
 from schemas import codec
