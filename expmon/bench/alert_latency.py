@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,13 @@ from expmon.errors import ExpmonError
 from expmon.families.registry import SIGNALS
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.kafka.connection import kafka_python_kwargs
-from expmon.local.procs import LocalAlertmanager, LocalPrometheus, free_port, stop_process
+from expmon.local.procs import (
+    LocalAlertmanager,
+    LocalPrometheus,
+    free_port,
+    stop_process,
+    wait_ready,
+)
 from expmon.settings import Settings
 from schemas import codec
 
@@ -183,7 +188,13 @@ def measure_alert_latency(
     )
     producer = KafkaProducer(**kafka_python_kwargs(settings), linger_ms=0, acks=1)
     try:
-        _wait_ready(settings.metrics_port, worker, log_path)
+        wait_ready(
+            f"http://127.0.0.1:{settings.metrics_port}/readyz",
+            worker,
+            "latency worker",
+            90,
+            lambda: f"; see {log_path}",
+        )
         prometheus.start()
         now = int(time.time() * 1000)
         base = now - now % MINUTE - 6 * 60 * MINUTE
@@ -221,18 +232,3 @@ def measure_alert_latency(
         stop_process(worker, "latency worker", grace_s=30)
         am.stop()
     return report
-
-
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ExpmonError(f"latency worker exited ({proc.returncode}); see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise ExpmonError(f"latency worker not ready in 90 s; see {log_path}")

@@ -36,7 +36,11 @@ def add_parser(verbs: Verbs) -> None:
         "payment_outage, carrier_delay, checkout_stall, warehouse_backlog, bad_records "
         "(repeatable)",
     )
-    s.add_argument("--families", default="page_load,checkout,logistics", help="comma separated")
+    s.add_argument(
+        "--families",
+        metavar="NAME[,NAME]",
+        help="only these event families, comma separated (default: every family)",
+    )
     s.add_argument(
         "--fast", action="store_true", help="as fast as possible with synthetic event times"
     )
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             incidents=parse_incidents(args.incident or []),
             realtime=not args.fast,
             ground_truth_path=args.ground_truth,
-            families=tuple(args.families.split(",")),
+            families=tuple(args.families.split(",")) if args.families else None,
         )
     )
     log.info("sent %s", counts)

@@ -29,7 +29,7 @@ from rich.table import Table
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.local.kafka.broker import LocalKafka
-from expmon.local.procs import stop_process
+from expmon.local.procs import stop_process, wait_ready
 from expmon.settings import Settings, default_cache_dir
 from schemas import codec
 
@@ -197,23 +197,6 @@ def child(
         stop_process(proc, Path(args[0]).name, grace_s=20, group=True)
 
 
-def wait_ready(
-    port: int, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 90
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ExpmonError(f"worker exited ({proc.returncode}); see {log_path}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp,
-        ):
-            if resp.status == 200:
-                return
-        time.sleep(0.5)
-    raise ExpmonError(f"worker not ready after {timeout:.0f}s; see {log_path}")
-
-
 def report_incident(snapshot: Snapshot, seen: set[tuple[str, ...]]) -> None:
     """Log each slow (page, device, region) and each alert state change once: the demo's
     evidence outside the live view."""
@@ -278,7 +261,14 @@ def run_demo(
         worker_log, sim_log = workdir / "worker.log", workdir / "simulate.log"
         log.info("worker and simulator logs: %s", workdir)
         with child([*cli, "worker"], env, worker_log) as worker:
-            wait_ready(metrics_port, worker, worker_log)
+            wait_ready(
+                f"http://127.0.0.1:{metrics_port}/readyz",
+                worker,
+                "worker",
+                90,
+                lambda: f"; see {worker_log}",
+                poll_s=0.5,
+            )
             log.info("worker ready: http://127.0.0.1:%d/metrics", metrics_port)
             simulate = [
                 *cli,

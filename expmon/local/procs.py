@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,30 @@ def binary(*names: str) -> str:
     )
 
 
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    name: str,
+    timeout: float,
+    detail: Callable[[], str] = lambda: "",
+    poll_s: float = 0.3,
+) -> None:
+    """Until GET `url` answers 200; LocalProcessError (with `detail()`, e.g. a log tail or
+    where the log is) if the process exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LocalProcessError(f"{name} exited ({proc.returncode}){detail()}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url, timeout=2) as resp,
+        ):
+            if resp.status == 200:
+                return
+        time.sleep(poll_s)
+    raise LocalProcessError(f"{name} not ready in {timeout:.0f} s{detail()}")
+
+
 class _Local:
     name = ""
 
@@ -91,17 +116,15 @@ class _Local:
     def start(self, timeout: float = 30.0) -> Any:
         with (self.workdir / f"{self.name}.log").open("ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise LocalProcessError(f"{self.name} exited:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise LocalProcessError(f"{self.name} not ready in {timeout:.0f}s:\n{self.log_tail()}")
+        wait_ready(
+            f"{self.url}/-/ready",
+            self.proc,
+            self.name,
+            timeout,
+            lambda: f":\n{self.log_tail()}",
+            poll_s=0.2,
+        )
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:

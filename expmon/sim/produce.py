@@ -20,8 +20,7 @@ from expmon.sim.encoding import Record, encode_records
 from expmon.sim.incidents import Incident, parse_incidents
 from expmon.sim.journeys import TrafficGenerator
 from expmon.sim.truth import base as truth_file
-from expmon.sim.truth.base import views_of
-from expmon.sim.truth.page_load import page_load_truth
+from expmon.sim.truth.page_load import settings_rows
 from schemas.events import Event, EventFamily
 
 logger = logging.getLogger(__name__)
@@ -241,13 +240,7 @@ async def run_simulate(
         )
     finally:
         if ground_truth_path is not None:
-            rows = page_load_truth(
-                collected,
-                window_ms=settings.window_ms,
-                views=views_of(settings),
-                slow_threshold_ms=settings.slow_threshold_seconds * 1000,
-                apdex_t_ms=settings.apdex_t_seconds * 1000,
-            )
+            rows = settings_rows(collected, settings)
             truth_file.write_truth(ground_truth_path, rows)
             logger.info(
                 "wrote ground truth: %d rows from %d page loads to %s",

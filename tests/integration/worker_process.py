@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from expmon.kafka.connection import kafka_python_kwargs
-from expmon.local.procs import free_port
+from expmon.local.procs import free_port, wait_ready
 from expmon.settings import Settings
 from schemas import codec
 
@@ -52,20 +52,9 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/readyz", timeout=2
-                ) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        wait_ready(url, self.proc, "worker", timeout, lambda: f":\n{self.log_tail()}")
+        return self
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -133,18 +133,22 @@ def index_rows(rows: Iterable[TruthRow]) -> dict[tuple[str, int, str, str, str],
     return {(r["view"], r["end_ms"], r["page"], r["device"], r["region"]): r for r in rows}
 
 
-def family_rows(
-    events: Sequence[Mapping[str, Any]], settings: Settings, closed_through_ms: int
-) -> list[TruthRow]:
-    """`page_load_truth` with the settings' window, views and thresholds, closed windows only."""
-    rows = page_load_truth(
+def settings_rows(events: Iterable[Mapping[str, Any]], settings: Settings) -> list[TruthRow]:
+    """`page_load_truth` with the settings' window, views and thresholds."""
+    return page_load_truth(
         events,
         window_ms=settings.window_ms,
         views=views_of(settings),
         slow_threshold_ms=settings.slow_threshold_seconds * 1000,
         apdex_t_ms=settings.apdex_t_seconds * 1000,
     )
-    return [row for row in rows if row["end_ms"] <= closed_through_ms]
+
+
+def family_rows(
+    events: Sequence[Mapping[str, Any]], settings: Settings, closed_through_ms: int
+) -> list[TruthRow]:
+    """`settings_rows` of the windows closed by `closed_through_ms`."""
+    return [r for r in settings_rows(events, settings) if r["end_ms"] <= closed_through_ms]
 
 
 TRUTH = FamilyTruth(
