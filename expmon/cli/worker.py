@@ -83,7 +83,10 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
     from streams.app import build_worker
 
     rules = load_rules(
-        settings.rules_files, settings.views, signals=SIGNALS
+        settings.rules_files,
+        settings.views,
+        signals=SIGNALS,
+        runbook_base_url=settings.runbook_base_url,
     )  # fail fast on bad rules
     partitions = input_partitions(settings, create_topics)
     metrics = Metrics(new_registry())
