@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     idle_partition_timeout_seconds: float = Field(
         15.0,
         gt=0,
-        description="live mode: a partition silent this long stops holding back the watermark",
+        description="live mode: a partition with nothing new on the broker this long is shown early",
     )
     rolling_views: tuple[str, ...] = ("5m", "15m", "1h")
 
@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     max_events_per_record: int = Field(10_000, ge=1)
     max_future_seconds: float = Field(
         86_400.0, ge=0, description="event time this far past the wall clock is absurd"
+    )
+    max_clock_skew_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="event time this far ahead of its record's broker timestamp is clock_skew",
+    )
+    correction_horizon_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="event time a window shown early stays correctable; then it is sealed",
     )
 
     # --- Processing --------------------------------------------------------
