@@ -9,14 +9,14 @@ import sys
 from collections.abc import Sequence
 
 from expmon import __version__
-from expmon.cli import bench, demo, record, replay, rules, simulate, topics, worker
+from expmon.cli import bench, collect, demo, record, replay, rules, simulate, topics, worker
 from expmon.cli.common import EPILOG
 from expmon.errors import ExpmonError
 
 log = logging.getLogger("expmon")
 
 # in the order `expmon --help` lists them
-VERBS = (worker, topics, simulate, demo, rules, bench, replay, record)
+VERBS = (worker, collect, topics, simulate, demo, rules, bench, replay, record)
 
 
 def configure_logging(level: str) -> None:
