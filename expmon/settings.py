@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     idle_partition_timeout_seconds: float = Field(
         15.0,
         gt=0,
-        description="live mode: a partition with nothing new on the broker this long is shown early",
+        description="live mode: a partition with nothing new on the broker this long is shown",
     )
     rolling_views: tuple[str, ...] = ("5m", "15m", "1h")
 

@@ -7,9 +7,9 @@ reaches it: abandonment, the 48 h ship deadline, tracking staleness, session end
 
 Timers are attributed to their deadline's event time, never to when they fire, so the
 effect is the same whether the watermark got there by events, in a provisional fork of an
-idle partition (`fork`), or at the end of a replay. An entity that receives an event after its deadline has passed fires
-its timer first (see `WindowedStage.entity`), so batch boundaries cannot reorder a timer
-and an event.
+idle partition (`fork`), or at the end of a replay. An entity that receives an event
+after its deadline has passed fires its timer first (see `WindowedStage.entity`), so
+batch boundaries cannot reorder a timer and an event.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Logistics stage + merge, no broker: SLA, staleness, delivery, restart, split, simulation."""
 
 import gc
-import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Iterable
