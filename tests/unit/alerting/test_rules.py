@@ -134,7 +134,7 @@ def test_cli_check_reports_problems_and_exit_code(
     bad = tmp_path / "bad.yml"
     bad.write_text("rules:\n  - alert: PageLoadSlow\n    threshold: fast\n")
     assert main(["rules", "check", "--rules", str(bad)]) == 2
-    assert f"{bad}:3:" in caplog.text
+    assert f"{bad}:3:" in capsys.readouterr().err
 
 
 def test_signals_catalogue_is_consistent() -> None:
