@@ -79,3 +79,7 @@ class StateError(ExpmonError):
 
 class TopicError(ExpmonError):
     """Kafka topics could not be listed, created or checked."""
+
+
+class ProduceError(ExpmonError):
+    """Records could not be handed to the broker (or were not acknowledged in time)."""

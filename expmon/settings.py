@@ -135,6 +135,45 @@ class Settings(BaseSettings):
         86_400.0, ge=0, description="event time this far past the wall clock is absurd"
     )
 
+    # --- Collector (`expmon collect`) ---------------------------------------
+    collect_host: str = "127.0.0.1"
+    collect_port: int = Field(9478, ge=0, le=65535)
+    collect_allowed_origins: str = Field(
+        "",
+        description="origins whose pages may post beacons (CORS), comma separated; `*` allows "
+        "any; empty (the default) allows no cross-origin browser request",
+    )
+    collect_api_key: SecretStr | None = Field(
+        None, description="when set, every POST needs it (X-API-Key header or ?api_key=)"
+    )
+    collect_max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="largest request body, before and after gzip (413)"
+    )
+    collect_rate_per_second: float = Field(
+        50.0, gt=0, description="requests per second each client may sustain (429 above)"
+    )
+    collect_rate_burst: int = Field(200, ge=1, description="requests a client may burst")
+    collect_client_ip_header: str = Field(
+        "",
+        description="header naming the client behind a load balancer (X-Forwarded-For: its "
+        "first address); empty: the peer address",
+    )
+    collect_store_client_info: bool = Field(
+        False, description="add the client's IP and user agent to events (off: never stored)"
+    )
+    collect_region: str = Field(
+        "unknown", description="region of events mapped from beacons, which carry none"
+    )
+    collect_idempotency_ids: int = Field(
+        100_000, ge=1, description="recent event ids remembered per family to drop repeats"
+    )
+    collect_produce_timeout_seconds: float = Field(
+        10.0, gt=0, description="longest wait for the broker's ack before answering 503"
+    )
+    collect_shutdown_timeout_seconds: float = Field(
+        10.0, gt=0, description="on SIGTERM/Ctrl-C, how long in-flight requests may finish"
+    )
+
     # --- Processing --------------------------------------------------------
     batch_max_records: int = Field(5000, ge=1)
     batch_within_seconds: float = Field(
@@ -189,6 +228,12 @@ class Settings(BaseSettings):
     @property
     def alertmanager_urls(self) -> tuple[str, ...]:
         return tuple(u.strip() for u in self.alertmanager_url.split(",") if u.strip())
+
+    @property
+    def collect_origins(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/") for o in self.collect_allowed_origins.split(",") if o.strip()
+        )
 
 
 def parse_duration_seconds(text: str) -> int:

@@ -15,14 +15,14 @@ import traceback
 from collections.abc import Sequence
 
 from expmon import __version__
-from expmon.cli import bench, demo, record, replay, rules, simulate, topics, worker
+from expmon.cli import bench, collect, demo, record, replay, rules, simulate, topics, worker
 from expmon.cli.common import EPILOG, OneLineParser, add_global_flags
 from expmon.errors import ExpmonError
 
 log = logging.getLogger("expmon")
 
 # in the order `expmon --help` lists them
-VERBS = (worker, topics, simulate, demo, rules, bench, replay, record)
+VERBS = (worker, collect, topics, simulate, demo, rules, bench, replay, record)
 USAGE_EXIT = 2
 
 

@@ -84,6 +84,17 @@ def dead_letter_headers(
     return headers
 
 
+def record_decoder(settings: Settings, family: EventFamily) -> RecordDecoder:
+    """A family's decoder with the settings' limits: what stage 1 validates with, and what
+    `expmon collect` validates with at its edge (the same rules, one implementation)."""
+    return RecordDecoder(
+        family,
+        max_record_bytes=settings.max_record_bytes,
+        max_events_per_record=settings.max_events_per_record,
+        max_future_ms=int(settings.max_future_seconds * 1000),
+    )
+
+
 class WindowedStage(ABC, Generic[A]):
     """Shared ingestion pipeline; a family supplies its key and accumulator update."""
 
@@ -98,12 +109,7 @@ class WindowedStage(ABC, Generic[A]):
         self.live = live
         # False for a replay: state lives in memory only, so no checkpoints are built.
         self.persist = True
-        self.decoder = RecordDecoder(
-            self.family,
-            max_record_bytes=settings.max_record_bytes,
-            max_events_per_record=settings.max_events_per_record,
-            max_future_ms=int(settings.max_future_seconds * 1000),
-        )
+        self.decoder = record_decoder(settings, self.family)
         self.partitions: dict[int, PartitionWindows[A]] = {}
         self.entities: dict[int, EntityTable] = {}
         self._last_record_wall: dict[int, float] = {}

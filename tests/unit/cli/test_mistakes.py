@@ -127,6 +127,11 @@ def test_metrics_port_in_use(listening_port: int, dead_bootstrap: str) -> None:
     assert_one_line(result, f"127.0.0.1:{listening_port} is already in use", "--metrics-port")
 
 
+def test_collect_port_in_use(listening_port: int, dead_bootstrap: str) -> None:
+    result = run_cli("collect", "--bootstrap", dead_bootstrap, "--port", str(listening_port))
+    assert_one_line(result, f"127.0.0.1:{listening_port} is already in use", "--port")
+
+
 def test_demo_metrics_port_in_use(listening_port: int) -> None:
     result = run_cli("demo", "--metrics-port", str(listening_port))
     assert_one_line(result, f"127.0.0.1:{listening_port} is already in use")
@@ -143,6 +148,7 @@ def test_replay_metrics_port_in_use(listening_port: int, tmp_path: Path) -> None
     "args",
     [
         ["worker"],
+        ["collect", "--port", "0"],
         ["topics", "check"],
         ["simulate", "--duration", "1"],
         ["record", "dump", "-o", "x.ndjson"],
