@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     idle_partition_timeout_seconds: float = Field(
         15.0,
         gt=0,
-        description="live mode: a partition silent this long stops holding back the watermark",
+        description="live mode: a partition with nothing new on the broker this long is shown",
     )
     rolling_views: Annotated[tuple[str, ...], NoDecode] = ("5m", "15m", "1h")
 
@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     external_url: str = Field(
         "", description="base of alert generatorURLs (default: the worker's metrics address)"
     )
+    runbook_base_url: str = Field(
+        "https://github.com/expmon/expmon/blob/main/",
+        description="relative runbook_urls of alert rules (docs/runbooks.md#...) resolve "
+        "against this: point it at your copy of the repository or wiki",
+    )
     telemetry_interval_seconds: float = Field(
         2.0, gt=0, description="how often workers report pipeline telemetry to the alert engine"
     )
@@ -133,6 +138,16 @@ class Settings(BaseSettings):
     max_events_per_record: int = Field(10_000, ge=1)
     max_future_seconds: float = Field(
         86_400.0, ge=0, description="event time this far past the wall clock is absurd"
+    )
+    max_clock_skew_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="event time this far ahead of its record's broker timestamp is clock_skew",
+    )
+    correction_horizon_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="event time a window shown early stays correctable; then it is sealed",
     )
 
     # --- Collector (`expmon collect`) ---------------------------------------

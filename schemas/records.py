@@ -127,6 +127,8 @@ class RecordDecoder:
     ) -> None:
         try:
             valid.append(self._validate(event, now_ms))
+            if index is not None:
+                event["_i"] = index  # the stage's BATCH_INDEX: set-aside events carry it
         except InvalidEvent as exc:
             # Validators annotate as they go; dead-letter the event as it was sent.
             strip_annotations(event)
