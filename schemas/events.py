@@ -58,6 +58,14 @@ class EventFamily(StrEnum):
     LOGISTICS = "logistics"
 
 
+# The contract's record key of each family's topic: the field an event is keyed by.
+KEY_FIELDS: dict[EventFamily, str] = {
+    EventFamily.PAGE_LOAD: "session_id",
+    EventFamily.CHECKOUT: "checkout_id",
+    EventFamily.LOGISTICS: "order_id",
+}
+
+
 def _required_str(event: Event, name: str) -> str:
     value = event.get(name)
     if value is None:

@@ -7,7 +7,8 @@ them up here, so the answer covers all partitions whichever worker reads them:
 
 - seconds_since_last_event: since any partition of the topic last grew;
 - invalid_ratio: invalid / received over the rule's window;
-- tracking_stale_ratio: stale / tracked in-transit orders, latest per partition.
+- tracking_stale_ratio: stale / tracked in-transit orders, latest per partition;
+- kafka_unreachable_seconds: how long the broker has not answered the owner's probe.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class PipelineTelemetry:
         self.started_ms: int | None = None  # first telemetry seen by this owner
         self._persisted_growth: dict[str, int] = {}
         self._seen_growing: set[str] = set()  # topics whose clock this owner saw move
+        # set by the owner's tick from its broker probe (streams.health)
+        self.kafka_unreachable_seconds: float | None = None
 
     def add(self, message: Mapping[str, Any], now_ms: int) -> None:
         if self.started_ms is None:
@@ -114,6 +117,9 @@ class PipelineTelemetry:
             return self._invalid(rule, now_ms)
         if name == "tracking_stale_ratio":
             return self._tracking(rule)
+        if name == "kafka_unreachable_seconds":
+            seconds = self.kafka_unreachable_seconds
+            return None if seconds is None else [Observation((), seconds, 1)]
         return None
 
     def _silence(self, rule: Rule, now_ms: int) -> list[Observation] | None:

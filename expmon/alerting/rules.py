@@ -8,6 +8,7 @@ switches it off), and a new name adds a rule. No code changes needed for either.
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import re
 import string
@@ -33,12 +34,22 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class RuleProblem:
+    """One problem, shown as one line `file:line[:column]: message`; `excerpt` (the source
+    line with a caret under the column) is shown under it where the position is exact."""
+
     file: str
     line: int
     message: str
+    column: int | None = None  # 1-based
+    excerpt: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        col = f":{self.column}" if self.column is not None else ""
+        line = f":{self.line}" if self.line else ""
+        return f"{self.file}{line}{col}: {self.message}"
+
+    def render(self) -> str:
+        return "\n".join([str(self), *(f"    {x}" for x in self.excerpt)])
 
 
 class RulesError(ExpmonError):
@@ -48,7 +59,7 @@ class RulesError(ExpmonError):
         self.problems = list(problems)
         super().__init__(
             f"{len(self.problems)} problem(s) in alert rules:\n"
-            + "\n".join(f"  {p}" for p in self.problems)
+            + "\n".join(f"  {p.render()}" for p in self.problems)
         )
 
 
@@ -127,29 +138,51 @@ def default_rules_text() -> str:
     return importlib.resources.files("alerts").joinpath("defaults.yml").read_text("utf-8")
 
 
+def did_you_mean(word: object, known: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest known spelling, or nothing."""
+    close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _yaml_problem(name: str, text: str, exc: yaml.YAMLError) -> RuleProblem:
+    """A parser error as the file, line and column, its reason, and a caret under it."""
+    lines = text.splitlines()
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None or mark.line >= len(lines):  # at the end of the text: show where it began
+        mark = getattr(exc, "context_mark", None) or mark
+    reason = " ".join(
+        str(part) for part in (getattr(exc, "problem", None), getattr(exc, "context", None)) if part
+    )
+    reason = reason or str(exc).splitlines()[0]
+    if mark is None:
+        return RuleProblem(name, 1, f"not valid YAML: {reason}")
+    excerpt: tuple[str, ...] = ()
+    if mark.line < len(lines):
+        source = lines[mark.line].replace("\t", " ")
+        excerpt = (source, " " * mark.column + "^")
+    return RuleProblem(name, mark.line + 1, f"not valid YAML: {reason}", mark.column + 1, excerpt)
+
+
 def _rule_nodes(text: str, name: str, problems: list[RuleProblem]) -> list[yaml.MappingNode]:
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problems.append(RuleProblem(name, line, f"not valid YAML: {exc}"))
+        problems.append(_yaml_problem(name, text, exc))
         return []
     if root is None:
         return []
     if not isinstance(root, yaml.MappingNode):
         problems.append(RuleProblem(name, root.start_mark.line + 1, "expected a mapping `rules:`"))
         return []
+    nodes: list[yaml.MappingNode] = []
     for key, value in root.value:
         if key.value != "rules":
-            problems.append(
-                RuleProblem(name, key.start_mark.line + 1, f"unknown top-level key {key.value!r}")
-            )
+            message = f"unknown top-level key {key.value!r}{did_you_mean(key.value, ['rules'])}"
+            problems.append(RuleProblem(name, key.start_mark.line + 1, message))
             continue
         if not isinstance(value, yaml.SequenceNode):
             problems.append(RuleProblem(name, value.start_mark.line + 1, "`rules` is not a list"))
-            return []
-        nodes = []
+            continue
         for item in value.value:
             if isinstance(item, yaml.MappingNode):
                 nodes.append(item)
@@ -157,8 +190,7 @@ def _rule_nodes(text: str, name: str, problems: list[RuleProblem]) -> list[yaml.
                 problems.append(
                     RuleProblem(name, item.start_mark.line + 1, "a rule must be a mapping")
                 )
-        return nodes
-    return []
+    return nodes
 
 
 def _collect(texts: Iterable[tuple[str, str]], problems: list[RuleProblem]) -> list[_Source]:
@@ -215,7 +247,8 @@ def _semantic(
     errors: list[tuple[str | None, str]] = []
     signal = signals.get(spec.signal)
     if signal is None:
-        errors.append(("signal", f"unknown signal {spec.signal!r}; known: {sorted(signals)}"))
+        hint = did_you_mean(spec.signal, signals) or f"; known: {sorted(signals)}"
+        errors.append(("signal", f"unknown signal {spec.signal!r}{hint}"))
         return errors
     if signal.source == "window":
         if spec.window is None:
@@ -243,6 +276,7 @@ def _semantic(
     _duration_ms(spec.keep_firing_for, "keep_firing_for", errors)
     if spec.critical_threshold is not None and spec.severity == "critical":
         errors.append(("critical_threshold", "severity is already critical"))
+    errors.extend(_domain(spec, signal))
     for key in ("summary", "description"):
         text = getattr(spec, key)
         if text is not None:
@@ -250,6 +284,37 @@ def _semantic(
     for name in spec.labels:
         if not _NAME.match(name) or name in {"alertname", "severity", *signal.labels}:
             errors.append(("labels", f"label name {name!r} is invalid or reserved"))
+    return errors
+
+
+def _domain(spec: RuleSpec, signal: Signal) -> list[tuple[str | None, str]]:
+    """Thresholds inside what the signal can be, and a critical level stricter than the
+    first one: a rule outside these can only always fire or never fire."""
+    errors: list[tuple[str | None, str]] = []
+    unit = "ratio" if spec.baseline is not None else signal.unit
+    levels = [("threshold", spec.threshold)]
+    if spec.critical_threshold is not None:
+        levels.append(("critical_threshold", spec.critical_threshold))
+    for key, value in levels:
+        if unit == "ratio" and not 0.0 <= value <= 1.0:
+            errors.append((key, f"{key} {value:g} is outside a ratio's range [0, 1]"))
+        elif unit in ("seconds", "count") and value < 0:
+            errors.append((key, f"{key} {value:g} is negative; {signal.name} is >= 0 {unit}"))
+        elif unit == "ratio" and (spec.op, value) in ((">", 1.0), ("<", 0.0)):
+            errors.append((key, f"{key} {value:g} with op {spec.op!r} can never fire"))
+        elif spec.op == "<" and unit != "ratio" and value == 0:
+            errors.append((key, f"{key} 0 with op '<' can never fire ({signal.name} is >= 0)"))
+    if spec.critical_threshold is not None:
+        t, c = spec.threshold, spec.critical_threshold
+        if (spec.op == ">" and c <= t) or (spec.op == "<" and c >= t):
+            stricter = "above" if spec.op == ">" else "below"
+            errors.append(
+                (
+                    "critical_threshold",
+                    f"critical_threshold {c:g} must be {stricter} the {spec.severity} "
+                    f"threshold {t:g} (op {spec.op!r}): critical is the stricter level",
+                )
+            )
     return errors
 
 
@@ -289,6 +354,38 @@ def _compile(spec: RuleSpec, origin: str, signal: Signal) -> list[Rule]:
     ]
 
 
+RULE_KEYS = tuple(f.alias or name for name, f in RuleSpec.model_fields.items())
+
+
+def _validate(source: _Source) -> tuple[RuleSpec | None, list[RuleProblem]]:
+    """The rule's spec and its schema problems. With problems, the spec is the rule
+    without its bad keys (if that validates), so that the meaning of the rest is still
+    checked and one bad key hides nothing else."""
+    try:
+        return RuleSpec.model_validate(source.raw), []
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems = []
+    bad: set[str] = set()
+    alert = source.raw.get("alert")
+    for err in errors:
+        key = str(err["loc"][0]) if err["loc"] else None
+        key = "for" if key == "for_" else key
+        if key is not None:
+            bad.add(key)
+        if err["type"] == "extra_forbidden" and key is not None:
+            message = f"unknown key {key!r}{did_you_mean(key, RULE_KEYS)}"
+        else:
+            where = f" ({'.'.join(map(str, err['loc']))})" if err["loc"] else ""
+            message = f"{err['msg']}{where}"
+        problems.append(RuleProblem(*source.where(key), f"{alert}: {message}"))
+    try:
+        rest = RuleSpec.model_validate({k: v for k, v in source.raw.items() if k not in bad})
+    except ValidationError:
+        return None, problems
+    return rest, problems
+
+
 def parse_rules(
     texts: Iterable[tuple[str, str]],
     views: Sequence[str] = DEFAULT_VIEWS,
@@ -301,22 +398,20 @@ def parse_rules(
     family's window signals and the pipeline's)."""
     problems: list[RuleProblem] = []
     rules: list[Rule] = []
+    texts = list(texts)
     for source in _collect(texts, problems):
-        try:
-            spec = RuleSpec.model_validate(source.raw)
-        except ValidationError as exc:
-            for err in exc.errors():
-                key = str(err["loc"][0]) if err["loc"] else None
-                key = "for" if key == "for_" else key
-                where = f" ({'.'.join(map(str, err['loc']))})" if err["loc"] else ""
-                problems.append(RuleProblem(*source.where(key), f"{err['msg']}{where}"))
+        spec, schema = _validate(source)
+        problems.extend(schema)
+        if spec is None:
             continue
         semantic = _semantic(spec, views, signals)
         for key, message in semantic:
             problems.append(RuleProblem(*source.where(key), f"{spec.alert}: {message}"))
-        if not semantic and spec.enabled:
+        if not schema and not semantic and spec.enabled:
             rules.extend(_compile(spec, "{}:{}".format(*source.start), signals[spec.signal]))
     if problems:
+        order = {name: i for i, (name, _) in enumerate(texts)}
+        problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
         raise RulesError(problems)
     return rules
 

@@ -351,6 +351,7 @@ def new_page_load_merger(settings: Settings) -> WindowMerger[PageLoadAccumulator
         PageLoadAccumulator,
         PageLoadAccumulator.from_dict,
         summarize_rows,
+        correction_horizon_ms=int(settings.correction_horizon_seconds * 1000),
     )
 
 
