@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     external_url: str = Field(
         "", description="base of alert generatorURLs (default: the worker's metrics address)"
     )
+    runbook_base_url: str = Field(
+        "https://github.com/expmon/expmon/blob/main/",
+        description="relative runbook_urls of alert rules (docs/runbooks.md#...) resolve "
+        "against this: point it at your copy of the repository or wiki",
+    )
     telemetry_interval_seconds: float = Field(
         2.0, gt=0, description="how often workers report pipeline telemetry to the alert engine"
     )

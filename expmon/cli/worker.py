@@ -84,7 +84,10 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
     from streams.app import build_worker
 
     rules = load_rules(
-        settings.rules_files, settings.views, signals=SIGNALS
+        settings.rules_files,
+        settings.views,
+        signals=SIGNALS,
+        runbook_base_url=settings.runbook_base_url,
     )  # fail fast on bad rules
     # and on a taken port or an absent broker, before faust's start-up would crash on them
     ensure_port_free(
