@@ -477,7 +477,7 @@ class LiveView:
         if not table.rows:
             body = Text(
                 f"waiting for the first 1m window to close (at its end + {self.lateness_s:g}s "
-                "lateness) with at least 20 loads of a page"
+                "lateness)"
             )
         return Panel(body, title=title, title_align="left", box=box.ROUNDED, padding=(0, 0))
 
@@ -528,7 +528,7 @@ class PlainView:
         groups = group_alerts(snapshot.alerts, snapshot.rows)
         for g in groups:
             seen = (g.state, g.severity)
-            if self.shown.get(g.key) == seen or (g.state == "pending" and g.key not in self.shown):
+            if self.shown.get(g.key) == seen:
                 continue
             self.shown[g.key] = seen
             where = f" [{g.explains}]" if g.explains else ""
