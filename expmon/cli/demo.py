@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from expmon.cli.common import Verbs, add_verb, ensure_port_free, incidents_from
+from expmon.cli.common import (
+    Verbs,
+    add_verb,
+    ensure_port_free,
+    incidents_from,
+    port,
+    positive,
+)
 
 # Slow pages from 10 s: the first 1-minute window holding them closes (end + 30 s lateness)
 # 60-110 s after start, whatever the phase of the minute the demo starts in.
@@ -20,15 +27,17 @@ def add_parser(verbs: Verbs) -> None:
         "live windows in the terminal. Ctrl-C stops everything.",
         "expmon demo",
     )
-    d.add_argument("--rate", type=float, default=300.0, help="events per second (default 300)")
+    d.add_argument(
+        "--rate", type=positive(float), default=300.0, help="events per second (default 300)"
+    )
     d.add_argument(
         "--duration",
-        type=float,
+        type=positive(float),
         default=None,
         help="stop after this many seconds (default: run until Ctrl-C)",
     )
     d.add_argument(
-        "--metrics-port", type=int, default=9477, help="worker metrics port (default 9477)"
+        "--metrics-port", type=port, default=9477, help="worker metrics port (default 9477)"
     )
     d.add_argument(
         "--incident",
