@@ -23,9 +23,12 @@ def add_parser(verbs: Verbs) -> None:
         verbs,
         "demo",
         run,
-        "Start a local Kafka, simulate traffic with a slow-page incident, run the worker, and show "
-        "live windows in the terminal. Ctrl-C stops everything.",
-        "expmon demo",
+        "Start a local Kafka, simulate traffic with incidents, run the worker, and show the "
+        "incident view in the terminal (alerts with the region that explains them, the worst "
+        "pages, the log); a line per event when stdout is not a terminal. Ctrl-C or SIGTERM "
+        "stops everything; the demo's folder is removed unless --keep.",
+        "expmon demo\n  expmon demo --duration 300 | tee demo.log\n"
+        "  expmon demo --incident carrier_delay@30s+300s:carrier=dhl --keep",
     )
     d.add_argument(
         "--rate", type=positive(float), default=300.0, help="events per second (default 300)"
