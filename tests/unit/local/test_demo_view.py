@@ -147,12 +147,10 @@ def test_a_firing_warning_outranks_a_pending_critical_of_the_same_page() -> None
 
 @pytest.mark.parametrize(
     ("slow_region", "expected"),
-    [("eu-west", "region eu-west"), ("us-east", "region us-east"), (None, "worst region")],
+    [("eu-west", "region eu-west"), ("us-east", "region us-east"), (None, "")],
 )
 def test_explain_names_the_region_from_the_data(slow_region: str | None, expected: str) -> None:
-    assert explain(alert("/cart", "tablet", "warning", "firing"), rows(slow_region)).startswith(
-        expected
-    )
+    assert explain(alert("/cart", "tablet", "warning", "firing"), rows(slow_region)) == expected
 
 
 def test_explain_says_all_regions_when_every_region_is_slow() -> None:
