@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import errno
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from expmon.errors import ConfigError, IncidentSpecError, PortInUseError, UsageError
@@ -52,7 +52,10 @@ def add_global_flags(parser: argparse.ArgumentParser, with_defaults: bool) -> No
         help="Kafka bootstrap servers (EXPMON_KAFKA_BOOTSTRAP)",
     )
     parser.add_argument(
-        "--log-level", choices=LOG_LEVELS, default=default("INFO"), help="default INFO"
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=default(None),
+        help="default INFO (EXPMON_LOG_LEVEL)",
     )
     parser.add_argument(
         "--debug",
@@ -60,6 +63,16 @@ def add_global_flags(parser: argparse.ArgumentParser, with_defaults: bool) -> No
         default=default(False),
         help="on an error, print the traceback and details (log tails) too",
     )
+
+
+def resolve_log_level(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """The flag, else EXPMON_LOG_LEVEL, else INFO: logging is configured before Settings
+    exist, and a verb passes this one value on."""
+    if args.log_level is None:
+        level = environ.get("EXPMON_LOG_LEVEL", "INFO").strip().upper()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"EXPMON_LOG_LEVEL={level!r}: use one of {', '.join(LOG_LEVELS)}")
+        args.log_level = level
 
 
 def add_verb(

@@ -157,6 +157,11 @@ def test_explain_says_all_regions_when_every_region_is_slow() -> None:
     assert explain(alert("/cart", "tablet", "warning", "firing"), everywhere) == "all regions"
 
 
+def test_explain_names_the_segment_of_other_alerts() -> None:
+    [payment] = [a for a in incident_alerts() if a["alert"] == "PaymentFailureRateHigh"]
+    assert explain(payment, rows()) == "provider adyen"
+
+
 def test_slow_regions_counts_page_device_rows() -> None:
     one_minute = [r for r in rows() if r.window == "1m"]
     assert slow_regions(one_minute) == {"eu-west": len(PAGES) * len(DEVICES)}
@@ -193,6 +198,8 @@ def test_the_view_fits_the_terminal_and_shows_region_alerts_and_pages(
     assert "eu-west" in lines[1]  # the header says where it hurts
     assert "region eu-west" in text  # and the alerts say what explains them
     assert "PaymentFailu" in text  # worst first: 10 times its threshold
+    if width >= 100:
+        assert "0.306 > 0.03" in text  # its value against its threshold, whole
     pages_at = next(i for i, line in enumerate(lines) if "worst pages" in line)
     page_rows = [line for line in lines[pages_at + 2 :] if "eu-west" in line and "/" in line]
     assert len(page_rows) >= 3, text
