@@ -273,8 +273,8 @@ def result_rows(results: list[CollectorResult]) -> list[list[str]]:
 
 
 COLUMNS = (
-    "events/request",
-    "connections",
+    "ev/req",
+    "conns",
     "requests/s",
     "events/s",
     "p50 ms",
