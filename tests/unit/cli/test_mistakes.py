@@ -66,7 +66,10 @@ def dead_bootstrap() -> str:
     [
         (["worker", "--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
         ([], ["required: VERB"]),
-        (["simulate", "--rate", "fast"], ["--rate", "invalid float value: 'fast'"]),
+        (["simulate", "--rate", "fast"], ["--rate", "'fast' is not a number"]),
+        (["simulate", "--rate", "0"], ["--rate", "'0' must be above 0"]),
+        (["demo", "--duration", "-5"], ["--duration", "'-5' must be above 0"]),
+        (["worker", "--metrics-port", "70000"], ["--metrics-port", "not a port"]),
         (["topics", "delete"], ["invalid choice: 'delete'"]),
         (["--log-level", "LOUD", "rules", "check"], ["--log-level", "invalid choice"]),
     ],
