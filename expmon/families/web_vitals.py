@@ -289,7 +289,11 @@ class VitalGauges:
 
 
 def _core_p75_rating(row: Row) -> float | None:
-    if row.get("vital") not in CORE_VITALS or row.get("rating") is None:
+    # region `all` only, checked here rather than as a `fixed` label: the gauges the
+    # twin reads carry no region
+    if row.get("region") != ALL or row.get("vital") not in CORE_VITALS:
+        return None
+    if row.get("rating") is None:
         return None
     return float(RATINGS.index(str(row["rating"])))
 
@@ -304,7 +308,6 @@ SIGNALS: tuple[Signal, ...] = (
         source="window",
         family="page_load",
         labels=("page", "device", "vital"),
-        fixed={"region": ALL},
         kind=VITAL_KIND,
         unit="rating",
         value=_core_p75_rating,

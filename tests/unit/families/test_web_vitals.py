@@ -11,15 +11,21 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from expmon.alerting.engine import AlertEngine
+from expmon.alerting.rules import load_rules
 from expmon.engine.sketch import DDSketch
 from expmon.engine.stage import RawRecord
 from expmon.families import web_vitals
 from expmon.families.page_load import PageLoadCollector, PageLoadStage, new_page_load_merger
+from expmon.families.registry import SIGNALS
 from expmon.settings import Settings
+from expmon.sim.encoding import encode_records
+from expmon.sim.journeys import TrafficGenerator
 from expmon.sim.truth.page_load import web_vitals_truth
 from schemas import codec
 from schemas.errors import InvalidEvent
-from schemas.events import validate_page_load
+from schemas.events import EventFamily, validate_page_load
+from tests.unit.helpers import merge, place, run_stage
 
 T0 = 1_763_000_040_000  # a minute boundary
 NOW = T0 + 3_600_000
@@ -382,3 +388,45 @@ def test_metrics_are_the_contracts() -> None:
     assert all(dict(labels).get("region") is None for _n, labels in samples)  # region all only
     assert ("expmon_web_vital_p75_seconds", (("device", "mobile"), ("page", "/product/:id"),
             ("vital", "cls"), ("window", "1m"))) not in samples  # fmt: skip
+
+
+# ---------------------------------------------------------------------- the alert
+
+
+def alerts_of(incidents: list[str]) -> list[tuple[str, str, dict[str, str]]]:
+    """CoreWebVitalsPoor transitions of the default rules over 35 simulated minutes."""
+    settings = Settings()
+    generator = TrafficGenerator(
+        seed=4, rate=8, start_ms=T0, duration_s=35 * 60, families=["page_load"],
+        incidents=incidents,
+    )  # fmt: skip
+    records = list(encode_records(generator.generate(), 1, seed=4, partitions={EventFamily.PAGE_LOAD: 3}))
+    stage = PageLoadStage(settings, "page-loads", 3, live=False)
+    outs = run_stage(stage, place(records, 3), batch=500, now_ms=T0 + 10**8)
+    results, _through = merge(new_page_load_merger(settings), outs)
+    rules = [r for r in load_rules(signals=SIGNALS) if r.alert == "CoreWebVitalsPoor"]
+    engine = AlertEngine(rules, clock=lambda: 0.0)
+    found: list[tuple[str, str, dict[str, str]]] = []
+    for result in results:
+        for transition in engine.evaluate_view(result).transitions:
+            inst = transition.instance
+            found.append((transition.state, inst.severity, inst.labels))
+    return found
+
+
+def test_lcp_regression_fires_core_web_vitals_poor_on_its_page_and_device_only() -> None:
+    found = alerts_of(["lcp_regression@10m+15m:page=/product/:id,device=mobile,factor=4"])
+    firing = {
+        (sev, lab["page"], lab["device"], lab["vital"]) for s, sev, lab in found if s == "firing"
+    }
+    assert firing == {
+        ("warning", "/product/:id", "mobile", "lcp"),
+        ("critical", "/product/:id", "mobile", "lcp"),
+    }
+    resolved = {(sev, lab["vital"]) for s, sev, lab in found if s == "resolved"}
+    assert resolved == {("warning", "lcp"), ("critical", "lcp")}  # once the view is good again
+    assert all(lab["alertname"] == "CoreWebVitalsPoor" for _s, _sev, lab in found)
+
+
+def test_calm_traffic_passes_and_raises_nothing() -> None:
+    assert alerts_of([]) == []
