@@ -13,6 +13,17 @@ from schemas import codec
 from schemas.errors import InvalidEvent
 from schemas.events import Event, EventFamily, make_validators
 
+# What validation adds to an event (event time, parsed promise, position in its batch):
+# never part of the wire form.
+ANNOTATIONS = ("_t", "_promised_ms", "_i")
+
+
+def strip_annotations(event: Event) -> Event:
+    """The event as it was sent: validators' annotations removed (in place)."""
+    for name in ANNOTATIONS:
+        event.pop(name, None)
+    return event
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -61,36 +72,50 @@ class RecordDecoder:
             self._one(decoded, now_ms, valid, rejected, value, None)
             return 1
         if type(decoded) is list:
-            if not decoded:
-                rejected.append(Rejected("empty_batch", "JSON array holds no events", value, None))
-                return 1
-            if len(decoded) > self.max_events_per_record:
-                rejected.append(
-                    Rejected(
-                        "too_many_events",
-                        f"{len(decoded)} events > {self.max_events_per_record}",
-                        value,
-                        None,
-                    )
-                )
-                return 1
-            for index, item in enumerate(decoded):
-                if type(item) is dict:
-                    self._one(item, now_ms, valid, rejected, None, index)
-                else:
-                    rejected.append(
-                        Rejected(
-                            "not_object",
-                            "batch item is not a JSON object",
-                            codec.dumps(item),
-                            index,
-                        )
-                    )
-            return len(decoded)
+            return self.decode_events(decoded, now_ms, valid, rejected, value)
         rejected.append(
             Rejected("not_object", "value is neither an object nor an array", value, None)
         )
         return 1
+
+    def decode_events(
+        self,
+        items: list[Any],
+        now_ms: int,
+        valid: list[Event],
+        rejected: list[Rejected],
+        raw: bytes | None = None,
+    ) -> int:
+        """The batch path on already decoded items (a collector's mapped beacons use it too);
+        `raw` is what to dead-letter when the batch as a whole is rejected."""
+        if not items:
+            rejected.append(
+                Rejected("empty_batch", "JSON array holds no events", raw or b"[]", None)
+            )
+            return 1
+        if len(items) > self.max_events_per_record:
+            rejected.append(
+                Rejected(
+                    "too_many_events",
+                    f"{len(items)} events > {self.max_events_per_record}",
+                    raw if raw is not None else codec.dumps(items),
+                    None,
+                )
+            )
+            return 1
+        for index, item in enumerate(items):
+            if type(item) is dict:
+                self._one(item, now_ms, valid, rejected, None, index)
+            else:
+                rejected.append(
+                    Rejected(
+                        "not_object",
+                        "batch item is not a JSON object",
+                        codec.dumps(item),
+                        index,
+                    )
+                )
+        return len(items)
 
     def _one(
         self,
@@ -103,9 +128,10 @@ class RecordDecoder:
     ) -> None:
         try:
             valid.append(self._validate(event, now_ms))
+            if index is not None:
+                event["_i"] = index  # the stage's BATCH_INDEX: set-aside events carry it
         except InvalidEvent as exc:
             # Validators annotate as they go; dead-letter the event as it was sent.
-            event.pop("_t", None)
-            event.pop("_promised_ms", None)
+            strip_annotations(event)
             payload = raw if raw is not None else codec.dumps(event)
             rejected.append(Rejected(exc.reason, exc.detail, payload, index))

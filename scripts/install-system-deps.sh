@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Experience Monitor needs on Debian 12 (bookworm):
 # a Java runtime and Maven for the embedded Kafka broker, Prometheus and Alertmanager for
-# the alerting tests, make, and venv support for Python. Idempotent: checks first, and
+# the alerting tests, make, venv support for Python, Chromium for the browser tests and wrk
+# for the collector bench. Idempotent: checks first, and
 # runs `apt-get update` once, only when something is actually missing.
 set -euo pipefail
 
@@ -20,6 +21,8 @@ need_package() { # need_package PACKAGE (for packages without a telling command 
 }
 
 need_command make make
+# tmux drives `expmon demo` in a real terminal in the demo's integration test
+need_command tmux tmux
 # openssl makes the throw-away CA of the local broker's TLS listeners (integration tests)
 need_command openssl openssl
 need_command java openjdk-17-jre-headless
@@ -32,6 +35,13 @@ if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertman
 fi
 # amtool (same package) checks deploy/alertmanager/alertmanager.yml in the unit tests.
 need_command amtool prometheus-alertmanager
+# headless Chromium and its WebDriver drive the real-browser tests of the page snippet
+need_command chromium chromium
+need_command chromedriver chromium-driver
+# wrk is the HTTP load generator of the collector bench (`expmon bench --scenario collector`)
+need_command wrk wrk
+# npm builds the page snippet (web/: web-vitals bundled by esbuild); Node 20 ships it
+need_command npm npm
 # Debian's python3 ships without ensurepip; `python3 -m venv` then fails half-way.
 PYTHON="${PYTHON:-python3}"
 if ! command -v "$PYTHON" >/dev/null 2>&1; then

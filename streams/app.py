@@ -7,12 +7,14 @@ Order matters and is the point of this module: app and topics first, then the ru
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -30,6 +32,9 @@ from streams.state import TableState
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+PROBE_SECONDS = 1.0
+PROBE_TIMEOUT_SECONDS = 5.0
+STALL_SECONDS = 30.0  # lag on the broker and nothing applied this long: not consuming
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,17 @@ def build_worker(
     async def tick() -> None:
         await _tick(worker)
 
+    async def tick_alerts() -> None:
+        await _tick_alerts(worker)
+
+    async def probe() -> None:
+        await _probe(worker)
+
+    # Three timers, not one: stage ticks may wait on the broker, the probe waits at most
+    # PROBE_TIMEOUT_SECONDS, and pipeline rules must run whatever the broker does.
     app.timer(TICK_SECONDS)(tick)
+    app.timer(TICK_SECONDS)(tick_alerts)
+    app.timer(PROBE_SECONDS)(probe)
 
     async def serve_http() -> None:
         await http.serve(rt, alerts)
@@ -169,48 +184,88 @@ def build_worker(
     return worker
 
 
-async def _tick(worker: Worker) -> None:
-    """Sync assignment, advance idle partitions, export watermark lag."""
+async def _probe(worker: Worker) -> None:
+    """Ask the broker for the input partitions' high-water marks, never waiting long.
+
+    One question at a time: while the broker is away a question can hang for the client's
+    request timeout, and piling them up would only queue more.
+    """
     rt = worker.runtime
     app = rt.app
+    consumer = app.consumer
+    now = time.monotonic()
+    inputs = {runner.stage.topic for runner in worker.stages}
+    if consumer is None:
+        return
+    tps = [tp for tp in consumer.assignment() if tp.topic in inputs]
+    rt.probe.forget({(tp.topic, tp.partition) for tp in tps})
+    if not tps:
+        return
+    try:
+        marks = await asyncio.wait_for(consumer.highwaters(*tps), PROBE_TIMEOUT_SECONDS)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        if rt.probe.reachable(now):
+            log.warning("broker did not answer within %.0f s: %s", PROBE_TIMEOUT_SECONDS, exc)
+        rt.probe.failed(now)
+    else:
+        if not rt.probe.reachable(now) and rt.probe.last_ok is not None:
+            log.info("broker answers again (away %.0f s)", rt.probe.unreachable_seconds(now))
+        rt.probe.record({(tp.topic, tp.partition): mark for tp, mark in marks.items()}, now)
+    rt.metrics.kafka_reachable.set(1 if rt.probe.reachable(time.monotonic()) else 0)
+
+
+async def _tick(worker: Worker) -> None:
+    """Sync assignment, show broker-verified idle partitions early, export lags.
+
+    Runs on its own timer, apart from the alert tick: publishing may wait on the broker.
+    """
+    rt = worker.runtime
+    app = rt.app
+    settings = rt.settings
     settled = rt.ready()
     assignment = app.consumer.assignment() if app.consumer is not None else set()
-    now = time.time()
+    now = time.monotonic()
+    wall = time.time()
+    frontier = int(wall * 1000) - settings.lateness_ms
+    idle_after = settings.idle_partition_timeout_seconds
     for runner in worker.stages:
         topic = runner.stage.topic
-        highwater = {
-            tp.partition: app.consumer.highwater(tp) for tp in assignment if tp.topic == topic
+        partitions = sorted(tp.partition for tp in assignment if tp.topic == topic)
+        applied = {p: runner.applied_offset(p) for p in partitions}
+        lags = {p: rt.probe.lag((topic, p), applied[p]) for p in partitions}
+        idle = {
+            p: frontier
+            for p in partitions
+            if settled and rt.probe.idle((topic, p), applied[p], idle_after, now)
         }
-        lags = _partition_lags(runner, highwater) if settled else {}
-        assigned = set(highwater) if settled else None
-        backlogged = frozenset(p for p, lag in lags.items() if lag > 0)
-        await runner.tick(assigned, backlogged, highwater if settled else None)
+        highwater = {p: rt.probe.marks.get((topic, p)) for p in partitions}
+        reachable = rt.probe.reachable(now)
+        await runner.tick(
+            set(partitions) if settled else None, idle, highwater if settled and reachable else None
+        )
         watermarks = [w for w in runner.stage.watermarks().values() if w is not None]
         if watermarks:
-            rt.metrics.watermark_lag.labels(topic).set(max(0.0, now - min(watermarks) / 1000))
-        if settled:
-            rt.metrics.consumer_lag.labels(topic).set(sum(lags.values()))
-    await _tick_alerts(worker, assignment if settled else None)
+            # Grows on its own while nothing arrives (an outage, a stall): wall clock based.
+            rt.metrics.watermark_lag.labels(topic).set(max(0.0, wall - min(watermarks) / 1000))
+        known = [lag for lag in lags.values() if lag is not None]
+        if settled and known:
+            rt.metrics.consumer_lag.labels(topic).set(sum(known))
+        stalled = any(known) and now - runner.last_applied_wall > STALL_SECONDS
+        if stalled and settled:
+            rt.stalled.add(topic)
+        else:
+            rt.stalled.discard(topic)
 
 
-async def _tick_alerts(worker: Worker, assignment: set[Any] | None) -> None:
-    """The owner of the merge stage evaluates pipeline rules, even with no input at all."""
+async def _tick_alerts(worker: Worker) -> None:
+    """The owner of the merge stage evaluates pipeline rules, even with no input at all,
+    and even while the broker is away (that is when `KafkaUnreachable` must fire)."""
     runner = worker.alerts
-    if runner is None or assignment is None:
+    rt = worker.runtime
+    if runner is None or rt.app.consumer is None or not rt.ready():
         return
-    if any(tp.topic == worker.runtime.settings.topic_window_partials for tp in assignment):
+    assignment = rt.app.consumer.assignment()
+    if any(tp.topic == rt.settings.topic_window_partials for tp in assignment):
         await runner.take_ownership()
+        runner.telemetry.kafka_unreachable_seconds = rt.probe.unreachable_seconds(time.monotonic())
         await runner.tick()
-
-
-def _partition_lags(runner: StageRunner, highwater: dict[int, int | None]) -> dict[int, int]:
-    """Records on the broker past what the stage applied, per assigned partition.
-
-    A partition whose high-water mark is not known yet counts as backlogged (1).
-    """
-    lags: dict[int, int] = {}
-    for partition, mark in highwater.items():
-        windows = runner.stage.partitions.get(partition)
-        applied = windows.offset if windows is not None else -1
-        lags[partition] = 1 if mark is None else max(0, mark - applied - 1)
-    return lags

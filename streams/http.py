@@ -28,8 +28,8 @@ def routes(rt: Runtime, alerts: AlertRunner | None) -> list[web.RouteDef]:
         )
 
     async def readyz(_request: web.Request) -> web.Response:
-        ready = rt.ready()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        ready, reason = rt.readiness()
+        return web.json_response({"ready": ready, "reason": reason}, status=200 if ready else 503)
 
     async def alert_instances(request: web.Request) -> web.Response:
         if alerts is None or not alerts.owner:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from expmon.engine.merge import MergeOutput, WindowMerger
@@ -33,6 +34,7 @@ class StageRunner:
         self.lock = asyncio.Lock()
         self.outcomes: dict[str, int] = {}
         self.last_telemetry = 0.0
+        self.last_applied_wall = time.monotonic()  # when a record was last applied
 
     def _restore(self, partition: int) -> None:
         items = list(self.state.items(lambda key: partition_of_state_key(key) == partition))
@@ -53,14 +55,20 @@ class StageRunner:
             for partition in {r.partition for r in records} - self.stage.partitions.keys():
                 self._restore(partition)
             out = self.stage.process(records)
+            self.last_applied_wall = time.monotonic()
             await self._publish(out)
 
     async def tick(
         self,
         assigned: set[int] | None,
-        backlogged: frozenset[int] = frozenset(),
+        idle: Mapping[int, int] | None = None,
         highwater: dict[int, int | None] | None = None,
     ) -> None:
+        """Sync the assignment, send telemetry, show idle partitions up to their frontier.
+
+        `assigned` is None while a rebalance is under way (nothing is synced or shown);
+        `idle` maps broker-verified idle partitions to their frontier (see streams.health).
+        """
         async with self.lock:
             if assigned is not None and highwater is not None:
                 await self._send_telemetry(highwater)
@@ -69,9 +77,8 @@ class StageRunner:
                     self._restore(partition)
                 for partition in sorted(self.stage.partitions.keys() - assigned):
                     self.revoke(partition)
-                # Idle advance only when the assignment is settled: mid-rebalance every
-                # partition looks quiet and its backlog is unknown.
-                await self._publish(self.stage.tick(backlogged))
+                if idle:
+                    await self._publish(self.stage.tick(idle))
 
     async def _send_telemetry(self, highwater: dict[int, int | None]) -> None:
         """Input health for the alert engine: high-water marks, outcomes, tracking."""
@@ -129,6 +136,10 @@ class StageRunner:
         if writes:
             metrics.state_writes.labels(str(self.stage.family)).inc(writes)
 
+    def applied_offset(self, partition: int) -> int:
+        windows = self.stage.partitions.get(partition)
+        return -1 if windows is None else windows.offset
+
 
 class MergeRunner:
     def __init__(
@@ -172,7 +183,12 @@ class MergeRunner:
                 key=result.record_key.encode(), value=codec.dumps(result.to_dict())
             )
             rt.metrics.board.update(result)
-            rt.metrics.windows_final.labels(result.family, result.view).inc()
+            if result.revision:
+                rt.metrics.window_revisions.labels(result.family).inc()
+            else:
+                rt.metrics.windows_final.labels(result.family, result.view).inc()
+        if out.sealed_unsettled:
+            rt.metrics.corrections_expired.labels(self.merger.family).inc(out.sealed_unsettled)
         if out.results:
             await rt.flush()
             # Before the merge state moves on: a crash in between re-evaluates these views.
@@ -200,10 +216,21 @@ def register_stage(
         ):
             await runner.handle(
                 [
-                    RawRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
+                    RawRecord(
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                        _timestamp_ms(e.message.timestamp),
+                    )
                     for e in events
                 ]
             )
 
     rt.app.agent(topic, name=agent_name, concurrency=1)(process)
     return runner
+
+
+def _timestamp_ms(seconds: float | None) -> int | None:
+    """faust's record timestamp (float seconds) as the broker's milliseconds."""
+    return None if not seconds else round(seconds * 1000)

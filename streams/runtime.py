@@ -13,6 +13,7 @@ from typing import Any
 
 from expmon.exposition.metrics import Metrics
 from expmon.settings import Settings
+from streams.health import BrokerProbe
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,15 @@ class Runtime:
     source_partitions: Mapping[str, int]  # input topic -> partition count
     live: bool = True
     started_wall: float = field(default_factory=time.time)
+    probe: BrokerProbe = field(default_factory=BrokerProbe)  # filled by the probe timer
+    stalled: set[str] = field(default_factory=set)  # input topics with lag and no progress
 
     async def flush(self) -> None:
         """Until the broker has everything sent so far."""
         await self.app.producer.flush()
 
     def ready(self) -> bool:
+        """The assignment is settled: consuming, not rebalancing or recovering."""
         app = self.app
         return bool(
             app.consumer is not None
@@ -47,3 +51,17 @@ class Runtime:
             and not getattr(app, "in_recovery", False)
             and app.consumer.assignment()
         )
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready to serve true figures, and why not (for /readyz)."""
+        app = self.app
+        now = time.monotonic()
+        if app.consumer is None or not app.consumer.assignment():
+            return False, "no partitions assigned yet"
+        if app.rebalancing or getattr(app, "in_recovery", False):
+            return False, "rebalancing or restoring state"
+        if not self.probe.reachable(now):
+            return False, f"broker unreachable for {self.probe.unreachable_seconds(now):.0f} s"
+        if self.stalled:
+            return False, "not consuming: lag on " + ", ".join(sorted(self.stalled))
+        return True, "consuming"

@@ -7,7 +7,8 @@ them up here, so the answer covers all partitions whichever worker reads them:
 
 - seconds_since_last_event: since any partition of the topic last grew;
 - invalid_ratio: invalid / received over the rule's window;
-- tracking_stale_ratio: stale / tracked in-transit orders, latest per partition.
+- tracking_stale_ratio: stale / tracked in-transit orders, latest per partition;
+- kafka_unreachable_seconds: how long the broker has not answered the owner's probe.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class PipelineTelemetry:
         self.started_ms: int | None = None  # first telemetry seen by this owner
         self._persisted_growth: dict[str, int] = {}
         self._seen_growing: set[str] = set()  # topics whose clock this owner saw move
+        # set by the owner's tick from its broker probe (streams.health)
+        self.kafka_unreachable_seconds: float | None = None
 
     def add(self, message: Mapping[str, Any], now_ms: int) -> None:
         if self.started_ms is None:
@@ -114,6 +117,9 @@ class PipelineTelemetry:
             return self._invalid(rule, now_ms)
         if name == "tracking_stale_ratio":
             return self._tracking(rule)
+        if name == "kafka_unreachable_seconds":
+            seconds = self.kafka_unreachable_seconds
+            return None if seconds is None else [Observation((), seconds, 1)]
         return None
 
     def _silence(self, rule: Rule, now_ms: int) -> list[Observation] | None:
@@ -135,7 +141,11 @@ class PipelineTelemetry:
                 if start + BUCKET_MS > low:
                     pair[0] += counts.get("invalid", 0)
                     pair[1] += sum(counts.values())
-        return [Observation(g, inv / total, total) for g, (inv, total) in sums.items() if total]
+        return [
+            Observation(g, inv / total, total, count=inv)
+            for g, (inv, total) in sums.items()
+            if total
+        ]
 
     def _tracking(self, rule: Rule) -> list[Observation] | None:
         if not self.tracking:
@@ -148,4 +158,4 @@ class PipelineTelemetry:
                 pair = sums.setdefault((carrier,) if rule.by else (), [0, 0])
                 pair[0] += stale
                 pair[1] += tracked
-        return [Observation(g, s / n, n) for g, (s, n) in sorted(sums.items()) if n]
+        return [Observation(g, s / n, n, count=s) for g, (s, n) in sorted(sums.items()) if n]

@@ -8,6 +8,7 @@ switches it off), and a new name adds a rule. No code changes needed for either.
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import re
 import string
@@ -15,16 +16,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from expmon.alerting.signals import Signal
+from expmon.alerting.stats import Method
 from expmon.errors import ExpmonError
 from expmon.settings import parse_duration_seconds
 
 Severity = Literal["info", "warning", "critical"]
 DEFAULT_VIEWS = ("1m", "5m", "15m", "1h")
+# Where relative `runbook_url`s (`docs/runbooks.md#x`) point: the project's repository.
+# Set EXPMON_RUNBOOK_BASE_URL to your own copy (Git host, wiki) so the links open there.
+DEFAULT_RUNBOOK_BASE_URL = "https://github.com/expmon/expmon/blob/main/"
 TEMPLATE_FIELDS = frozenset(
     {"alertname", "severity", "value", "threshold", "window", "volume", "labels", "signal"}
 )
@@ -33,12 +39,22 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class RuleProblem:
+    """One problem, shown as one line `file:line[:column]: message`; `excerpt` (the source
+    line with a caret under the column) is shown under it where the position is exact."""
+
     file: str
     line: int
     message: str
+    column: int | None = None  # 1-based
+    excerpt: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        col = f":{self.column}" if self.column is not None else ""
+        line = f":{self.line}" if self.line else ""
+        return f"{self.file}{line}{col}: {self.message}"
+
+    def render(self) -> str:
+        return "\n".join([str(self), *(f"    {x}" for x in self.excerpt)])
 
 
 class RulesError(ExpmonError):
@@ -48,7 +64,7 @@ class RulesError(ExpmonError):
         self.problems = list(problems)
         super().__init__(
             f"{len(self.problems)} problem(s) in alert rules:\n"
-            + "\n".join(f"  {p}" for p in self.problems)
+            + "\n".join(f"  {p.render()}" for p in self.problems)
         )
 
 
@@ -75,6 +91,10 @@ class RuleSpec(BaseModel):
     summary: str | None = None
     description: str | None = None
     runbook_url: str = ""
+    # Ratio rules: fire only when the interval's bound is past the threshold (see stats);
+    # unset: wilson for ratio signals, none otherwise.
+    significance: Method | None = None
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
     enabled: bool = True
 
 
@@ -100,6 +120,8 @@ class Rule:
     description: str
     runbook_url: str
     origin: str = ""  # file:line, for messages
+    significance: Method = "none"
+    confidence: float = 0.95
 
     @property
     def id(self) -> str:
@@ -127,29 +149,51 @@ def default_rules_text() -> str:
     return importlib.resources.files("alerts").joinpath("defaults.yml").read_text("utf-8")
 
 
+def did_you_mean(word: object, known: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest known spelling, or nothing."""
+    close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _yaml_problem(name: str, text: str, exc: yaml.YAMLError) -> RuleProblem:
+    """A parser error as the file, line and column, its reason, and a caret under it."""
+    lines = text.splitlines()
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None or mark.line >= len(lines):  # at the end of the text: show where it began
+        mark = getattr(exc, "context_mark", None) or mark
+    reason = " ".join(
+        str(part) for part in (getattr(exc, "problem", None), getattr(exc, "context", None)) if part
+    )
+    reason = reason or str(exc).splitlines()[0]
+    if mark is None:
+        return RuleProblem(name, 1, f"not valid YAML: {reason}")
+    excerpt: tuple[str, ...] = ()
+    if mark.line < len(lines):
+        source = lines[mark.line].replace("\t", " ")
+        excerpt = (source, " " * mark.column + "^")
+    return RuleProblem(name, mark.line + 1, f"not valid YAML: {reason}", mark.column + 1, excerpt)
+
+
 def _rule_nodes(text: str, name: str, problems: list[RuleProblem]) -> list[yaml.MappingNode]:
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problems.append(RuleProblem(name, line, f"not valid YAML: {exc}"))
+        problems.append(_yaml_problem(name, text, exc))
         return []
     if root is None:
         return []
     if not isinstance(root, yaml.MappingNode):
         problems.append(RuleProblem(name, root.start_mark.line + 1, "expected a mapping `rules:`"))
         return []
+    nodes: list[yaml.MappingNode] = []
     for key, value in root.value:
         if key.value != "rules":
-            problems.append(
-                RuleProblem(name, key.start_mark.line + 1, f"unknown top-level key {key.value!r}")
-            )
+            message = f"unknown top-level key {key.value!r}{did_you_mean(key.value, ['rules'])}"
+            problems.append(RuleProblem(name, key.start_mark.line + 1, message))
             continue
         if not isinstance(value, yaml.SequenceNode):
             problems.append(RuleProblem(name, value.start_mark.line + 1, "`rules` is not a list"))
-            return []
-        nodes = []
+            continue
         for item in value.value:
             if isinstance(item, yaml.MappingNode):
                 nodes.append(item)
@@ -157,8 +201,7 @@ def _rule_nodes(text: str, name: str, problems: list[RuleProblem]) -> list[yaml.
                 problems.append(
                     RuleProblem(name, item.start_mark.line + 1, "a rule must be a mapping")
                 )
-        return nodes
-    return []
+    return nodes
 
 
 def _collect(texts: Iterable[tuple[str, str]], problems: list[RuleProblem]) -> list[_Source]:
@@ -215,7 +258,8 @@ def _semantic(
     errors: list[tuple[str | None, str]] = []
     signal = signals.get(spec.signal)
     if signal is None:
-        errors.append(("signal", f"unknown signal {spec.signal!r}; known: {sorted(signals)}"))
+        hint = did_you_mean(spec.signal, signals) or f"; known: {sorted(signals)}"
+        errors.append(("signal", f"unknown signal {spec.signal!r}{hint}"))
         return errors
     if signal.source == "window":
         if spec.window is None:
@@ -243,6 +287,12 @@ def _semantic(
     _duration_ms(spec.keep_firing_for, "keep_firing_for", errors)
     if spec.critical_threshold is not None and spec.severity == "critical":
         errors.append(("critical_threshold", "severity is already critical"))
+    errors.extend(_domain(spec, signal))
+    if spec.significance not in (None, "none") and signal.unit != "ratio":
+        errors.append(
+            ("significance", f"{signal.name} is in {signal.unit}, not a ratio of counts: "
+             "significance applies to ratio signals only")
+        )  # fmt: skip
     for key in ("summary", "description"):
         text = getattr(spec, key)
         if text is not None:
@@ -253,11 +303,56 @@ def _semantic(
     return errors
 
 
+def _domain(spec: RuleSpec, signal: Signal) -> list[tuple[str | None, str]]:
+    """Thresholds inside what the signal can be, and a critical level stricter than the
+    first one: a rule outside these can only always fire or never fire."""
+    errors: list[tuple[str | None, str]] = []
+    unit = "ratio" if spec.baseline is not None else signal.unit
+    levels = [("threshold", spec.threshold)]
+    if spec.critical_threshold is not None:
+        levels.append(("critical_threshold", spec.critical_threshold))
+    for key, value in levels:
+        if unit == "ratio" and not 0.0 <= value <= 1.0:
+            errors.append((key, f"{key} {value:g} is outside a ratio's range [0, 1]"))
+        elif unit in ("seconds", "count") and value < 0:
+            errors.append((key, f"{key} {value:g} is negative; {signal.name} is >= 0 {unit}"))
+        elif unit == "ratio" and (spec.op, value) in ((">", 1.0), ("<", 0.0)):
+            errors.append((key, f"{key} {value:g} with op {spec.op!r} can never fire"))
+        elif spec.op == "<" and unit != "ratio" and value == 0:
+            errors.append((key, f"{key} 0 with op '<' can never fire ({signal.name} is >= 0)"))
+    if spec.critical_threshold is not None:
+        t, c = spec.threshold, spec.critical_threshold
+        if (spec.op == ">" and c <= t) or (spec.op == "<" and c >= t):
+            stricter = "above" if spec.op == ">" else "below"
+            errors.append(
+                (
+                    "critical_threshold",
+                    f"critical_threshold {c:g} must be {stricter} the {spec.severity} "
+                    f"threshold {t:g} (op {spec.op!r}): critical is the stricter level",
+                )
+            )
+    return errors
+
+
 def default_summary(signal: Signal, op: str) -> str:
     return "{signal} {value} " + op + " {threshold} over {window} for {labels}"
 
 
-def _compile(spec: RuleSpec, origin: str, signal: Signal) -> list[Rule]:
+def default_significance(signal: Signal) -> Method:
+    """Ratio signals are counts (failures of attempts, bounces of sessions...): judged by
+    the Wilson interval unless a rule says otherwise."""
+    return "wilson" if signal.unit == "ratio" else "none"
+
+
+def absolute_url(url: str, base: str) -> str:
+    """A rule's `runbook_url` as a link that opens from Alertmanager, Slack or PagerDuty:
+    absolute URLs stay, relative ones are resolved against `base`."""
+    if not url or urlsplit(url).scheme:
+        return url
+    return urljoin(base if base.endswith("/") else base + "/", url)
+
+
+def _compile(spec: RuleSpec, origin: str, signal: Signal, runbook_base_url: str) -> list[Rule]:
     by = tuple(spec.by)
     match = {k: v for k, v in signal.fixed.items() if k not in by}
     match.update(spec.where)
@@ -282,11 +377,45 @@ def _compile(spec: RuleSpec, origin: str, signal: Signal) -> list[Rule]:
             labels=dict(spec.labels),
             summary=spec.summary or default_summary(signal, spec.op),
             description=spec.description or signal.description,
-            runbook_url=spec.runbook_url,
+            runbook_url=absolute_url(spec.runbook_url, runbook_base_url),
             origin=origin,
+            significance=spec.significance or default_significance(signal),
+            confidence=spec.confidence,
         )
         for severity, threshold in levels
     ]
+
+
+RULE_KEYS = tuple(f.alias or name for name, f in RuleSpec.model_fields.items())
+
+
+def _validate(source: _Source) -> tuple[RuleSpec | None, list[RuleProblem]]:
+    """The rule's spec and its schema problems. With problems, the spec is the rule
+    without its bad keys (if that validates), so that the meaning of the rest is still
+    checked and one bad key hides nothing else."""
+    try:
+        return RuleSpec.model_validate(source.raw), []
+    except ValidationError as exc:
+        errors = exc.errors()
+    problems = []
+    bad: set[str] = set()
+    alert = source.raw.get("alert")
+    for err in errors:
+        key = str(err["loc"][0]) if err["loc"] else None
+        key = "for" if key == "for_" else key
+        if key is not None:
+            bad.add(key)
+        if err["type"] == "extra_forbidden" and key is not None:
+            message = f"unknown key {key!r}{did_you_mean(key, RULE_KEYS)}"
+        else:
+            where = f" ({'.'.join(map(str, err['loc']))})" if err["loc"] else ""
+            message = f"{err['msg']}{where}"
+        problems.append(RuleProblem(*source.where(key), f"{alert}: {message}"))
+    try:
+        rest = RuleSpec.model_validate({k: v for k, v in source.raw.items() if k not in bad})
+    except ValidationError:
+        return None, problems
+    return rest, problems
 
 
 def parse_rules(
@@ -294,6 +423,7 @@ def parse_rules(
     views: Sequence[str] = DEFAULT_VIEWS,
     *,
     signals: Mapping[str, Signal],
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
 ) -> list[Rule]:
     """(name, YAML text) pairs, later ones overriding earlier ones -> compiled rules.
 
@@ -301,22 +431,21 @@ def parse_rules(
     family's window signals and the pipeline's)."""
     problems: list[RuleProblem] = []
     rules: list[Rule] = []
+    texts = list(texts)
     for source in _collect(texts, problems):
-        try:
-            spec = RuleSpec.model_validate(source.raw)
-        except ValidationError as exc:
-            for err in exc.errors():
-                key = str(err["loc"][0]) if err["loc"] else None
-                key = "for" if key == "for_" else key
-                where = f" ({'.'.join(map(str, err['loc']))})" if err["loc"] else ""
-                problems.append(RuleProblem(*source.where(key), f"{err['msg']}{where}"))
+        spec, schema = _validate(source)
+        problems.extend(schema)
+        if spec is None:
             continue
         semantic = _semantic(spec, views, signals)
         for key, message in semantic:
             problems.append(RuleProblem(*source.where(key), f"{spec.alert}: {message}"))
-        if not semantic and spec.enabled:
-            rules.extend(_compile(spec, "{}:{}".format(*source.start), signals[spec.signal]))
+        if not schema and not semantic and spec.enabled:
+            origin = "{}:{}".format(*source.start)
+            rules.extend(_compile(spec, origin, signals[spec.signal], runbook_base_url))
     if problems:
+        order = {name: i for i, (name, _) in enumerate(texts)}
+        problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
         raise RulesError(problems)
     return rules
 
@@ -326,6 +455,7 @@ def load_rules(
     views: Sequence[str] = DEFAULT_VIEWS,
     *,
     signals: Mapping[str, Signal],
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
 ) -> list[Rule]:
     """The built-in defaults, then each extra file on top."""
     texts = [("alerts/defaults.yml", default_rules_text())]
@@ -337,4 +467,4 @@ def load_rules(
             problems.append(RuleProblem(str(path), 0, f"cannot read: {exc.strerror}"))
     if problems:
         raise RulesError(problems)
-    return parse_rules(texts, views, signals=signals)
+    return parse_rules(texts, views, signals=signals, runbook_base_url=runbook_base_url)

@@ -87,6 +87,14 @@ PIPELINE_SIGNALS: tuple[Signal, ...] = (
         prom_value='expmon_events_total{{outcome="invalid"{sel}}}',
         prom_volume="expmon_events_total{{{sel}}}",
     ),
+    Signal(
+        name="kafka_unreachable_seconds",
+        description="wall-clock seconds the broker has not answered the worker's probe",
+        source="pipeline",
+        labels=(),
+        unit="seconds",
+        needs_window=False,
+    ),
 )
 """Signals of the pipeline as a whole; each family adds its own (see
 `expmon.families.registry.SIGNALS`, the catalogue rules are checked against)."""

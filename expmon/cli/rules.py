@@ -39,7 +39,7 @@ def add_parser(verbs: Verbs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from expmon.alerting.rules import load_rules
+    from expmon.alerting.rules import RulesError, load_rules
     from expmon.families.registry import SIGNALS
 
     if args.action == "signals":
@@ -52,9 +52,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     extra = tuple(args.rules or ()) or None
     settings = Settings.from_env(rules_files=extra, log_level=args.log_level)
-    rules = load_rules(
-        settings.rules_files, settings.views, signals=SIGNALS
-    )  # RulesError lists every problem
+    try:
+        rules = load_rules(
+            settings.rules_files,
+            settings.views,
+            signals=SIGNALS,
+            runbook_base_url=settings.runbook_base_url,
+        )
+    except RulesError as exc:
+        # One line per problem (a YAML error adds its source line and a caret), then a
+        # count: what an editor or CI log can jump to.
+        for problem in exc.problems:
+            sys.stderr.write(problem.render() + "\n")
+        sys.stderr.write(f"{len(exc.problems)} problem(s) in alert rules\n")
+        return 2
     if args.action == "check":
         names = sorted({r.alert for r in rules})
         files = ["alerts/defaults.yml", *map(str, settings.rules_files)]

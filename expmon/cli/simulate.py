@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from expmon.cli.common import Verbs, add_verb, settings_from
+from expmon.cli.common import Verbs, add_verb, incidents_from, settings_from
+from expmon.kafka.reach import require_broker
 
 log = logging.getLogger("expmon")
 
@@ -52,10 +53,11 @@ def add_parser(verbs: Verbs) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from expmon.sim.incidents import parse_incidents
     from expmon.sim.produce import run_simulate
 
+    incidents = incidents_from(args.incident or [])
     settings = settings_from(args)
+    require_broker(settings)
     counts = asyncio.run(
         run_simulate(
             settings,
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             seed=args.seed,
             batch_size=args.batch_size,
-            incidents=parse_incidents(args.incident or []),
+            incidents=incidents,
             realtime=not args.fast,
             ground_truth_path=args.ground_truth,
             families=tuple(args.families.split(",")) if args.families else None,

@@ -103,4 +103,5 @@ def new_counter_merger(
         CounterAccumulator,
         CounterAccumulator.from_dict,
         summarize,
+        correction_horizon_ms=int(settings.correction_horizon_seconds * 1000),
     )

@@ -6,14 +6,15 @@ entity may carry one deadline under `DUE`; it fires once the partition's waterma
 reaches it: abandonment, the 48 h ship deadline, tracking staleness, session end.
 
 Timers are attributed to their deadline's event time, never to when they fire, so the
-effect is the same whether the watermark got there by events, by idle advance, or at the
-end of a replay. An entity that receives an event after its deadline has passed fires
-its timer first (see `WindowedStage.entity`), so batch boundaries cannot reorder a timer
-and an event.
+effect is the same whether the watermark got there by events, in a provisional fork of an
+idle partition (`fork`), or at the end of a replay. An entity that receives an event
+after its deadline has passed fires its timer first (see `WindowedStage.entity`), so
+batch boundaries cannot reorder a timer and an event.
 """
 
 from __future__ import annotations
 
+import copy
 import heapq
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -57,6 +58,23 @@ class EntityTable:
 
     def get(self, entity_id: str) -> Entity | None:
         return self.items.get(entity_id)
+
+    def _own(self, entity_id: str) -> Entity | None:
+        """The entity, ready to be changed in place (a fork copies it first)."""
+        return self.items.get(entity_id)
+
+    def fork(self) -> EntityTable:
+        """A throw-away copy for a provisional look-ahead; this table is left as it was.
+
+        Entities are copied when first read or fired, not up front: a look-ahead fires a
+        few timers of a table that may hold many entities.
+        """
+        twin = _ForkedTable(self.partition)
+        twin.items = dict(self.items)
+        twin._buckets = {bucket: set(members) for bucket, members in self._buckets.items()}
+        twin._bucket_heap = list(self._bucket_heap)
+        twin._scheduled = dict(self._scheduled)
+        return twin
 
     def put(self, entity_id: str, entity: Entity) -> None:
         """Store (or mark changed) an entity; (re)schedules its timer from its `due`."""
@@ -120,7 +138,7 @@ class EntityTable:
         for entity_id, bucket in refile:
             self._move(entity_id, None, bucket)
         for due, entity_id in sorted(ready):
-            entity = self.items.get(entity_id)
+            entity = self._own(entity_id)
             # an earlier timer of this batch may have changed or removed this entity
             if entity is not None and entity.get(DUE) == due:
                 entity[DUE] = None
@@ -260,3 +278,25 @@ def fire_after(exact_ms: int) -> int:
 
 def is_entity_key(key: str) -> bool:
     return key.startswith("ent/")
+
+
+class _ForkedTable(EntityTable):
+    """An `EntityTable.fork`: copy-on-touch, never checkpointed."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(partition)
+        self._copied: set[str] = set()
+
+    def _own(self, entity_id: str) -> Entity | None:
+        entity = self.items.get(entity_id)
+        if entity is not None and entity_id not in self._copied:
+            entity = self.items[entity_id] = copy.deepcopy(entity)
+            self._copied.add(entity_id)
+        return entity
+
+    def get(self, entity_id: str) -> Entity | None:
+        return self._own(entity_id)
+
+    def put(self, entity_id: str, entity: Entity) -> None:
+        self._copied.add(entity_id)
+        super().put(entity_id, entity)

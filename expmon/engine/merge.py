@@ -1,13 +1,25 @@
 """Stage 2: merge per-partition window partials into final windows and rolling views.
 
 Stage 1 sends, for each input partition, the accumulators of each window it closed and
-then a progress marker (`closed_through`). A window is final once every partition of the
-input topic has reported progress past its end; then its partials merge (sketches add,
-counts add) into one answer, whatever the number of partitions or workers. Rolling views
-(5 m, 15 m, 1 h) are merges of the last k final base windows.
+then a progress marker (`closed_through`, and `provisional_through` when an idle partition
+showed its open windows early). The merge stage sees every partition's progress, so what
+it decides does not depend on which worker holds which partition:
+
+- A window is *emitted* once every partition has reported progress past its end, real or
+  provisional; its partials merge (sketches add, counts add) into one answer, whatever the
+  number of partitions or workers. Rolling views (5 m, 15 m, 1 h) are merges of the last k
+  emitted base windows.
+- A window is *settled* once every partition's real (data-driven) progress is past its end:
+  nothing can change it any more, and its partials are dropped.
+- Between the two it is *correctable*: a partition that was shown early may send the
+  window again (data arrived after all); the window is re-merged and every view holding it
+  is emitted again with `revision` + 1. The last revision equals a replay of the same
+  records. A window still unsettled `correction_horizon` of event time after the emission
+  frontier is sealed: later partials for it are ignored and counted.
 
 Redelivery after a crash is harmless: partials are stored under (window, partition, part)
-and overwrite themselves, and anything for an already-final window is ignored.
+and overwrite themselves; a repeat with the same entries changes nothing, and anything for
+a settled window is ignored.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ class ViewResult:
     start_ms: int
     end_ms: int
     rows: list[dict[str, Any]]
+    revision: int = 0  # 0 when first emitted; +1 each time a correction re-emits it
 
     @property
     def record_key(self) -> str:
@@ -44,6 +57,7 @@ class ViewResult:
             "view": self.view,
             "start_ms": self.start_ms,
             "end_ms": self.end_ms,
+            "revision": self.revision,
             "rows": self.rows,
         }
 
@@ -54,6 +68,8 @@ class MergeOutput:
     writes: dict[str, Any] = field(default_factory=dict)
     deletes: list[str] = field(default_factory=list)
     ignored_partials: int = 0
+    revisions: int = 0  # views emitted again because a correctable window changed
+    sealed_unsettled: int = 0  # windows sealed by the horizon before data settled them
 
 
 def view_windows(window_seconds: int, rolling_views: Iterable[str]) -> list[tuple[str, int]]:
@@ -72,6 +88,7 @@ class WindowMerger(Generic[A]):
         new_accumulator: Callable[[], A],
         decode_accumulator: Callable[[Any], A],
         summarize: Summarizer,
+        correction_horizon_ms: int = 3_600_000,
     ) -> None:
         self.family = family
         self.window_ms = window_ms
@@ -80,11 +97,17 @@ class WindowMerger(Generic[A]):
         self._new = new_accumulator
         self._decode = decode_accumulator
         self._summarize = summarize
+        self.correction_horizon_ms = correction_horizon_ms
         self.partitions: int | None = None
-        self.progress: dict[int, int] = {}
+        self.progress: dict[int, int] = {}  # real (data-driven) closed_through
+        self.provisional: dict[int, int] = {}  # provisional_through of idle partitions
+        # partials of windows not emitted yet, and of emitted but correctable ones
         self.pending: dict[int, dict[tuple[int, int], list[Any]]] = {}
-        self.final_through: int | None = None
+        self.final_through: int | None = None  # the emission frontier
+        self.correctable: set[int] = set()
+        self.view_revisions: dict[tuple[str, int], int] = {}
         self.history: dict[int, dict[Key, A]] = {}
+        self._revised: set[int] = set()
         # start -> merge of the VIEW_BLOCK final windows from there (memory only)
         self._blocks: dict[int, dict[Key, A] | None] = {}
 
@@ -107,59 +130,151 @@ class WindowMerger(Generic[A]):
 
     def _add_partial(self, msg: dict[str, Any], out: MergeOutput) -> None:
         start = int(msg["start"])
-        if self.final_through is not None and start + self.window_ms <= self.final_through:
+        emitted = self.final_through is not None and start + self.window_ms <= self.final_through
+        if emitted and start not in self.correctable:
             out.ignored_partials += 1
             return
         slot = (int(msg["partition"]), int(msg["part"]))
-        self.pending.setdefault(start, {})[slot] = msg["entries"]
+        slots = self.pending.setdefault(start, {})
+        if emitted and slots.get(slot, []) == msg["entries"]:
+            return  # a redelivery, or a window shown early that came out the same
+        slots[slot] = msg["entries"]
         out.writes[self._k("pending", start, *slot)] = msg["entries"]
+        if emitted:
+            self._revised.add(start)
 
     def _add_progress(self, msg: dict[str, Any], out: MergeOutput) -> None:
         self.partitions = int(msg["partitions"])
-        through = msg["closed_through"]
-        if through is None:
-            return
         partition = int(msg["partition"])
-        if through > self.progress.get(partition, -1):
+        through = msg["closed_through"]
+        provisional = msg.get("provisional_through")
+        changed = False
+        if through is not None and through > self.progress.get(partition, -1):
             self.progress[partition] = int(through)
-            out.writes[self._k("progress", partition)] = [int(through), self.partitions]
+            changed = True
+        if provisional != self.provisional.get(partition):
+            if provisional is None:
+                self.provisional.pop(partition, None)
+            else:
+                self.provisional[partition] = int(provisional)
+            changed = True
+        if changed:
+            out.writes[self._k("progress", partition)] = [
+                self.progress.get(partition),
+                self.partitions,
+                self.provisional.get(partition),
+            ]
 
     # ------------------------------------------------------------ finalizing
     def ready_through(self) -> int | None:
-        """Every window ending at or before this has all its partials."""
+        """Every window ending at or before this may be emitted (real or provisional progress)."""
         if self.partitions is None:
             return None
-        if any(p not in self.progress for p in range(self.partitions)):
+        marks = []
+        for p in range(self.partitions):
+            known = [m for m in (self.progress.get(p), self.provisional.get(p)) if m is not None]
+            if not known:
+                return None
+            marks.append(max(known))
+        return min(marks)
+
+    def settled_through(self) -> int | None:
+        """Every window ending at or before this has all its data: no partition can change it."""
+        if self.partitions is None or any(p not in self.progress for p in range(self.partitions)):
             return None
         return min(self.progress[p] for p in range(self.partitions))
 
-    def _finalize(self, out: MergeOutput) -> None:
-        through = self.ready_through()
-        if through is None or (self.final_through is not None and through <= self.final_through):
-            return
-        previous = self.final_through
-        for start in sorted(s for s in self.pending if s + self.window_ms <= through):
-            merged: dict[Key, A] = {}
-            for slot, entries in sorted(self.pending.pop(start).items()):
-                out.deletes.append(self._k("pending", start, *slot))
-                for key_list, acc_data in entries:
-                    key = tuple(key_list)
-                    acc = self._decode(acc_data)
-                    existing = merged.get(key)
-                    if existing is None:
-                        merged[key] = acc
-                    else:
-                        existing.merge(acc)
-            self.history[start] = merged
-            by_part: dict[int, list[Any]] = {}
-            for key, acc in merged.items():
-                by_part.setdefault(part_of(key), []).append([list(key), acc.to_dict()])
-            for part, entries in by_part.items():
+    def _merge_slots(self, start: int) -> dict[Key, A]:
+        merged: dict[Key, A] = {}
+        for _slot, entries in sorted(self.pending.get(start, {}).items()):
+            for key_list, acc_data in entries:
+                key = tuple(key_list)
+                acc = self._decode(acc_data)
+                existing = merged.get(key)
+                if existing is None:
+                    merged[key] = acc
+                else:
+                    existing.merge(acc)
+        return merged
+
+    def _store_history(self, start: int, merged: dict[Key, A], out: MergeOutput) -> None:
+        revised = start in self.history
+        self.history[start] = merged
+        by_part: dict[int, list[Any]] = {}
+        for key, acc in merged.items():
+            by_part.setdefault(part_of(key), []).append([list(key), acc.to_dict()])
+        for part in range(STATE_PARTS):
+            entries = by_part.get(part)
+            if entries:
                 out.writes[self._k("history", start, part)] = entries
-        self.final_through = through
-        out.writes[self._k("final_through")] = through
-        self._emit_views(previous, through, out)
-        self._trim_history(through, out)
+            elif revised:  # a correction may leave a part empty that was not
+                out.deletes.append(self._k("history", start, part))
+        span = VIEW_BLOCK * self.window_ms
+        self._blocks.pop(start - start % span, None)
+
+    def _drop_slots(self, start: int, out: MergeOutput) -> None:
+        for slot in sorted(self.pending.pop(start, {})):
+            out.deletes.append(self._k("pending", start, *slot))
+        self.correctable.discard(start)
+
+    def _finalize(self, out: MergeOutput) -> None:
+        previous = self.final_through
+        self._apply_corrections(out)
+        through = self.ready_through()
+        if through is not None and (previous is None or through > previous):
+            settled = self.settled_through()
+            for start in sorted(s for s in self.pending if s + self.window_ms <= through):
+                if start in self.correctable:
+                    continue
+                self._store_history(start, self._merge_slots(start), out)
+                if settled is not None and start + self.window_ms <= settled:
+                    self._drop_slots(start, out)
+                else:
+                    self.correctable.add(start)
+            self.final_through = through
+            out.writes[self._k("final_through")] = through
+            self._emit_views(previous, through, out)
+        self._settle(out)
+        if self.final_through is not None:
+            self._trim_history(self.final_through, out)
+
+    def _apply_corrections(self, out: MergeOutput) -> None:
+        """Re-merge the correctable windows that changed; emit their views again."""
+        revised, self._revised = sorted(self._revised), set()
+        if not revised or self.final_through is None:
+            return
+        w = self.window_ms
+        ends: set[int] = set()
+        for start in revised:
+            self._store_history(start, self._merge_slots(start), out)
+            ends.update(range(start + w, start + self.retain * w + 1, w))
+        for end in sorted(e for e in ends if e <= self.final_through):
+            for view, k in self.views:
+                low = end - k * w
+                if not any(low <= start < end for start in revised):
+                    continue
+                merged = self._merged_range(low, end)
+                if merged is None:
+                    merged = {}
+                revision = self.view_revisions.get((view, end), 0) + 1
+                self.view_revisions[(view, end)] = revision
+                out.writes[self._k("revision", view, end)] = revision
+                rows = self._summarize(view, low, end, merged)
+                out.results.append(ViewResult(self.family, view, low, end, rows, revision))
+                out.revisions += 1
+
+    def _settle(self, out: MergeOutput) -> None:
+        if not self.correctable or self.final_through is None:
+            return
+        settled = self.settled_through()
+        horizon = self.final_through - self.correction_horizon_ms
+        for start in sorted(self.correctable):
+            end = start + self.window_ms
+            if settled is not None and end <= settled:
+                self._drop_slots(start, out)
+            elif end <= horizon:
+                self._drop_slots(start, out)
+                out.sealed_unsettled += 1
 
     def _emit_views(self, previous: int | None, through: int, out: MergeOutput) -> None:
         if not self.history:
@@ -229,11 +344,16 @@ class WindowMerger(Generic[A]):
 
     def _trim_history(self, through: int, out: MergeOutput) -> None:
         oldest_kept = through - self.retain * self.window_ms
+        if self.correctable:  # a correction re-emits every view holding its window
+            oldest_kept = min(oldest_kept, min(self.correctable) - self.retain * self.window_ms)
         for start in [s for s in self.history if s < oldest_kept]:
             del self.history[start]
             out.deletes.extend(self._k("history", start, part) for part in range(STATE_PARTS))
         for start in [s for s in self._blocks if s < oldest_kept]:
             del self._blocks[start]
+        for view, end in [ve for ve in self.view_revisions if ve[1] < oldest_kept]:
+            del self.view_revisions[(view, end)]
+            out.deletes.append(self._k("revision", view, end))
 
     # ------------------------------------------------------------ restore
     def restore(self, items: Iterable[tuple[str, Any]]) -> None:
@@ -248,13 +368,20 @@ class WindowMerger(Generic[A]):
                 start, partition, part = map(int, parts[1:])
                 self.pending.setdefault(start, {})[(partition, part)] = value
             elif kind == "progress":
-                self.progress[int(parts[1])] = int(value[0])
+                # [closed_through, partitions] (0.5.0) or [.., provisional_through]
+                partition = int(parts[1])
+                if value[0] is not None:
+                    self.progress[partition] = int(value[0])
                 self.partitions = int(value[1])
+                if len(value) > 2 and value[2] is not None:
+                    self.provisional[partition] = int(value[2])
+            elif kind == "revision":
+                self.view_revisions[(parts[1], int(parts[2]))] = int(value)
             elif kind == "final_through":
                 self.final_through = int(value)
             elif kind == "history":
                 window = self.history.setdefault(int(parts[1]), {})
                 window.update((tuple(k), self._decode(a)) for k, a in value)
         if self.final_through is not None:
-            for start in [s for s in self.pending if s + self.window_ms <= self.final_through]:
-                del self.pending[start]
+            # Emitted windows whose partials are still stored were correctable.
+            self.correctable = {s for s in self.pending if s + self.window_ms <= self.final_through}

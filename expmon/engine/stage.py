@@ -4,13 +4,18 @@ Decode and validate each record, drop repeats of an `event_id`, set late events 
 add the rest to event-time windows, and report what to send: dead letters, closed
 windows (as per-partition partials for the merge stage), watermark progress and the
 state checkpoint. Pure logic; the faust agent in `streams/` does the I/O.
+
+Validation's "now" is the record's broker timestamp when it has one (live and replay then
+judge an event alike), and an event further ahead of that timestamp than
+`max_clock_skew_seconds` is dead-lettered as `clock_skew`: one phone with a wrong clock
+must not move its partition's watermark and make everyone else late.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
@@ -18,6 +23,7 @@ from expmon.engine.entities import Entity, EntityTable, is_entity_key
 from expmon.engine.windows import (
     ACCEPTED,
     DUPLICATE,
+    STATE_PARTS,
     A,
     Checkpoint,
     ClosedWindow,
@@ -33,6 +39,8 @@ from schemas.records import RecordDecoder, Rejected
 
 OUTCOMES = ("accepted", "invalid", "late", "duplicate")
 LATE_REASON = "late"
+SKEW_REASON = "clock_skew"
+BATCH_INDEX = "_i"  # position of an event in its array record (set by the decoder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,7 @@ class RawRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int | None = None  # the broker's (or producer's) record timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,17 @@ def dead_letter_headers(
     return headers
 
 
+def record_decoder(settings: Settings, family: EventFamily) -> RecordDecoder:
+    """A family's decoder with the settings' limits: what stage 1 validates with, and what
+    `expmon collect` validates with at its edge (the same rules, one implementation)."""
+    return RecordDecoder(
+        family,
+        max_record_bytes=settings.max_record_bytes,
+        max_events_per_record=settings.max_events_per_record,
+        max_future_ms=int(settings.max_future_seconds * 1000),
+    )
+
+
 class WindowedStage(ABC, Generic[A]):
     """Shared ingestion pipeline; a family supplies its key and accumulator update."""
 
@@ -98,16 +118,16 @@ class WindowedStage(ABC, Generic[A]):
         self.live = live
         # False for a replay: state lives in memory only, so no checkpoints are built.
         self.persist = True
-        self.decoder = RecordDecoder(
-            self.family,
-            max_record_bytes=settings.max_record_bytes,
-            max_events_per_record=settings.max_events_per_record,
-            max_future_ms=int(settings.max_future_seconds * 1000),
-        )
+        self.decoder = record_decoder(settings, self.family)
         self.partitions: dict[int, PartitionWindows[A]] = {}
         self.entities: dict[int, EntityTable] = {}
-        self._last_record_wall: dict[int, float] = {}
-        self._last_progress: dict[int, int | None] = {}
+        self.max_skew_ms = int(settings.max_clock_skew_seconds * 1000)
+        self._last_progress: dict[int, tuple[int | None, int | None]] = {}
+        # partition -> (window-aligned frontier, applied offset) of its last look-ahead
+        self._provisional: dict[int, tuple[int, int]] = {}
+        # True while a provisional look-ahead runs: families must not count cumulative
+        # totals then (the real timers count them when the watermark gets there).
+        self.provisional = False
 
     # ---------------------------------------------------------------- family hooks
     @abstractmethod
@@ -161,14 +181,18 @@ class WindowedStage(ABC, Generic[A]):
                 self.new_accumulator,
                 self.decode_accumulator,
             )
+            windows.label_positions = self.label_positions
             self.entities[partition] = EntityTable(partition)
-            self._last_record_wall[partition] = time.monotonic()
         return windows
+
+    # positions of label values in this family's window keys (see PartitionWindows.label)
+    label_positions: tuple[int, ...] = ()
 
     def assign(self, partition: int, stored: Iterable[tuple[str, Any]]) -> None:
         """Take over a partition, restoring its state from the table entries given."""
         self.partitions.pop(partition, None)
         self._last_progress.pop(partition, None)
+        self._provisional.pop(partition, None)
         windows_items: list[tuple[str, Any]] = []
         entity_items: list[tuple[str, Any]] = []
         for key, value in stored:
@@ -179,15 +203,15 @@ class WindowedStage(ABC, Generic[A]):
     def revoke(self, partition: int) -> None:
         self.partitions.pop(partition, None)
         self.entities.pop(partition, None)
-        self._last_record_wall.pop(partition, None)
         self._last_progress.pop(partition, None)
+        self._provisional.pop(partition, None)
 
     # ---------------------------------------------------------------- processing
     def process(self, records: Iterable[RawRecord], now_ms: int | None = None) -> StageOutput:
         out = StageOutput()
         counts = out.counts
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        wall = time.monotonic()
+        max_skew_ms = self.max_skew_ms
         touched: set[int] = set()
         valid: list[Event] = []
         rejected: list[Rejected] = []
@@ -200,11 +224,11 @@ class WindowedStage(ABC, Generic[A]):
                 out.skipped_replayed += 1
                 continue
             touched.add(rec.partition)
-            self._last_record_wall[rec.partition] = wall
             admit = windows.admit
             valid.clear()
             rejected.clear()
-            self.decoder.decode(rec.value, now_ms, valid, rejected)
+            stamp = rec.timestamp_ms
+            self.decoder.decode(rec.value, now_ms if stamp is None else stamp, valid, rejected)
             for rej in rejected:
                 counts["invalid"] += 1
                 out.dead_letters.append(
@@ -217,6 +241,10 @@ class WindowedStage(ABC, Generic[A]):
                 )
             for event in valid:
                 event_ms: int = event["_t"]
+                if stamp is not None and event_ms - stamp > max_skew_ms:
+                    counts["invalid"] += 1
+                    out.dead_letters.append(self._skew_letter(rec, event, stamp))
+                    continue
                 admitted = admit(event["event_id"], event_ms)
                 if admitted == ACCEPTED:
                     add_event(windows, event, event_ms)
@@ -233,48 +261,83 @@ class WindowedStage(ABC, Generic[A]):
         return out
 
     def _late_letter(self, rec: RawRecord, event: Event, watermark: int | None) -> DeadLetter:
+        return self._event_letter(
+            rec, event, LATE_REASON, f"event time before watermark {watermark}"
+        )
+
+    def _skew_letter(self, rec: RawRecord, event: Event, stamp: int) -> DeadLetter:
+        ahead_s = (event["_t"] - stamp) / 1000
+        detail = (
+            f"event time {ahead_s:.0f} s ahead of the record timestamp "
+            f"(max {self.max_skew_ms / 1000:.0f} s)"
+        )
+        return self._event_letter(rec, event, SKEW_REASON, detail)
+
+    def _event_letter(self, rec: RawRecord, event: Event, reason: str, detail: str) -> DeadLetter:
+        """A valid event set aside (late, clock skew), as it was sent."""
         event.pop("_t", None)
-        detail = f"event time before watermark {watermark}"
+        event.pop("_promised_ms", None)
+        index = event.pop(BATCH_INDEX, None)
         return DeadLetter(
             rec.key,
             codec.dumps(event),
-            dead_letter_headers(self.topic, rec, LATE_REASON, detail, None),
-            LATE_REASON,
+            dead_letter_headers(self.topic, rec, reason, detail, index),
+            reason,
         )
 
-    def tick(self, backlogged: frozenset[int] = frozenset()) -> StageOutput:
-        """Live mode: let partitions silent past the idle timeout stop holding windows open.
+    def tick(self, idle: Mapping[int, int]) -> StageOutput:
+        """Live mode: show the open windows of idle partitions up to a frontier, provisionally.
 
-        A partition is idle when it received nothing for the idle timeout and has no
-        backlog (`backlogged`: records waiting on the broker), so a slow consumer or a
-        restart never passes for a quiet topic.
+        `idle` maps each partition the caller verified as idle (consumed to the broker's
+        high-water mark, nothing new on the broker for the idle timeout, broker reachable)
+        to the frontier to show it at (wall clock minus the allowed lateness). A fork of the
+        partition is advanced there: its timers fire and its windows up to the frontier are
+        sent as partials, with progress `provisional_through`. The partition itself keeps
+        its data-driven watermark, so an event that arrives later is not late: it lands in
+        its window, which is sent again when it really closes, and the merge stage corrects
+        the views it showed.
         """
         out = StageOutput()
-        if not self.live or not self.partitions:
+        if not self.live:
             return out
-        wall = time.monotonic()
-        idle_after = self.settings.idle_partition_timeout_seconds
-
-        def idle(partition: int) -> bool:
-            quiet = wall - self._last_record_wall.get(partition, wall) >= idle_after
-            return quiet and partition not in backlogged
-
-        if all(w.watermark_ms is None for w in self.partitions.values()):
-            return out  # no data yet: nothing to close, and no event time to anchor to
-        active = [
-            w.watermark_ms
-            for p, w in self.partitions.items()
-            if w.watermark_ms is not None and not idle(p)
-        ]
-        # Every partition quiet: only the wall clock can still move event time, so that
-        # deadlines (ship-by, staleness, abandonment) fire even without traffic.
-        wall_clock = int(time.time() * 1000) - self.settings.lateness_ms
-        target = max(active) if active else wall_clock
-        for partition, windows in sorted(self.partitions.items()):
-            if idle(partition):
-                windows.advance_watermark(target)
-                self._close_and_checkpoint(partition, out)
+        w = self.settings.window_ms
+        for partition, frontier in sorted(idle.items()):
+            windows = self.partition(partition)
+            through = frontier - frontier % w
+            if windows.watermark_ms is not None and windows.watermark_ms >= through:
+                continue  # its own data got there: it reports real progress
+            if windows.closed_through_ms is not None and through <= windows.closed_through_ms:
+                continue
+            memo = (through, windows.offset)
+            if self._provisional.get(partition) == memo:
+                continue
+            self._provisional[partition] = memo
+            self._look_ahead(partition, through, out)
         return out
+
+    def _look_ahead(self, partition: int, through: int, out: StageOutput) -> None:
+        real_windows = self.partitions[partition]
+        real_entities = self.entities[partition]
+
+        def copy_accumulator(acc: A) -> A:
+            return self.decode_accumulator(acc.to_dict())
+
+        fork = real_windows.fork(copy_accumulator)
+        self.partitions[partition] = fork
+        self.entities[partition] = real_entities.fork()
+        self.provisional = True
+        try:
+            fork.advance_watermark(through)
+            self._fire_due(fork)
+            for closed in fork.close_ready():
+                out.partials.extend(self._partials(closed))
+        finally:
+            self.provisional = False
+            self.partitions[partition] = real_windows
+            self.entities[partition] = real_entities
+        progress = (real_windows.closed_through_ms, through)
+        self._last_progress[partition] = progress
+        out.partials.append(self._progress(partition, *progress))
 
     def finish(self, through_ms: int | None = None) -> StageOutput:
         """End of a bounded range (replay): close every window.
@@ -304,17 +367,16 @@ class WindowedStage(ABC, Generic[A]):
         self._fire_due(windows)
         for closed in windows.close_ready():
             out.partials.extend(self._partials(closed))
-        if windows.closed_through_ms != self._last_progress.get(partition, None):
-            self._last_progress[partition] = windows.closed_through_ms
-            out.partials.append(
-                {
-                    "kind": "progress",
-                    "family": str(self.family),
-                    "partition": partition,
-                    "partitions": self.source_partitions,
-                    "closed_through": windows.closed_through_ms,
-                }
-            )
+        provisional = self._provisional.get(partition)
+        if provisional is not None and windows.offset != provisional[1]:
+            # It got data since it was shown: until its own watermark gets past what was
+            # shown, the merge stage must wait for it again.
+            del self._provisional[partition]
+            provisional = None
+        progress = (windows.closed_through_ms, None if provisional is None else provisional[0])
+        if progress != self._last_progress.get(partition, (None, None)):
+            self._last_progress[partition] = progress
+            out.partials.append(self._progress(partition, *progress))
         table = self.entities[partition]
         if not self.persist:
             table.discard_changes()
@@ -326,10 +388,24 @@ class WindowedStage(ABC, Generic[A]):
         if checkpoint:
             out.checkpoints[partition] = checkpoint
 
+    def _progress(
+        self, partition: int, closed_through: int | None, provisional_through: int | None
+    ) -> dict[str, Any]:
+        return {
+            "kind": "progress",
+            "family": str(self.family),
+            "partition": partition,
+            "partitions": self.source_partitions,
+            "closed_through": closed_through,
+            "provisional_through": provisional_through,
+        }
+
     def _partials(self, closed: ClosedWindow[A]) -> list[dict[str, Any]]:
-        by_part: dict[int, list[Any]] = {}
+        # Every part, the empty ones too: a window shown provisionally may be sent again
+        # with keys in other parts, and each part's slot must be overwritten.
+        by_part: dict[int, list[Any]] = {part: [] for part in range(STATE_PARTS)}
         for key, acc in closed.accumulators.items():
-            by_part.setdefault(part_of(key), []).append([list(key), acc.to_dict()])
+            by_part[part_of(key)].append([list(key), acc.to_dict()])
         return [
             {
                 "kind": "partial",

@@ -2,13 +2,22 @@
 
 Semantics (the same live and in replay):
 - The watermark of a partition is the largest event time seen in it minus the allowed
-  lateness (or later, when an idle partition is advanced). It never goes back.
+  lateness. Only data moves it (and the end of a replay range): never a clock, never
+  idleness. It never goes back.
 - An event earlier than the watermark is late: counted and set aside, never windowed.
   Whether an event is late depends only on the records before it in its partition, so
-  the outcome does not depend on how partitions interleave or how many workers run.
-- A window [start, end) closes once the watermark reaches `end`; it is emitted once.
-- `event_id` de-duplication keeps the ids of accepted events for the open windows and
-  one window before them; an older repeat is late anyway.
+  the outcome does not depend on how partitions interleave, how many workers run, how
+  events are grouped into array records, or how long the broker was away.
+- A window [start, end) closes once the watermark reaches `end`. An idle partition may
+  *show* its open windows early (`fork`: a provisional copy advanced to a frontier);
+  the real windows stay open, so later data corrects what was shown instead of being lost.
+- `event_id` de-duplication keeps the ids of accepted events for every window the
+  watermark has not passed and one before (the id horizon); a repeat is a duplicate when
+  its window is inside that horizon, else its event time decides (late), so the outcome
+  does not depend on when ids were expired, that is, on the batching.
+- Label values are capped per window (`label`): the first `cap` distinct values of a
+  dimension in a window of this partition, in offset order, the rest `other`. The set is
+  a function of the window's keys, so a restore rebuilds it exactly.
 
 State changes are tracked (dirty windows, new ids, removed keys) so the caller can write
 a checkpoint of exactly what changed after each batch.
@@ -22,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from expmon.errors import StateError
+
+OTHER = "other"
 
 Key = tuple[str, ...]
 ACCEPTED, DUPLICATE, LATE = 0, 1, 2
@@ -100,6 +111,9 @@ class PartitionWindows(Generic[A]):
         self.offset = -1
         self.windows: dict[int, dict[Key, A]] = {}
         self.ids: dict[int, set[str]] = {}
+        # window start -> key position -> distinct values among that window's keys
+        self._labels: dict[int, dict[int, set[str]]] = {}
+        self.label_positions: tuple[int, ...] = ()
         # checkpoint bookkeeping
         self._seq = 0
         self._dirty: dict[int, set[Key]] = {}  # window start -> keys changed
@@ -115,8 +129,11 @@ class PartitionWindows(Generic[A]):
         """ACCEPTED (id remembered, watermark advanced), DUPLICATE or LATE, in one step."""
         start = event_ms - event_ms % self.window_ms
         bucket = self.ids.get(start)
-        if bucket is not None and event_id in bucket:
+        if bucket is not None and event_id in bucket and start >= self._id_horizon():
             return DUPLICATE
+        # Not remembered, or remembered only because its window's ids were not expired yet
+        # (that happens per batch): then its event time alone decides, so a repeat is late
+        # or duplicate the same way whatever the grouping of events into records.
         if self.observe(event_ms):
             return LATE
         if bucket is None:
@@ -166,11 +183,33 @@ class PartitionWindows(Generic[A]):
         acc = window.get(key)
         if acc is None:
             acc = window[key] = self._new()
+            if self.label_positions:
+                self._note_labels(start, key)
         dirty = self._dirty.get(start)
         if dirty is None:
             dirty = self._dirty[start] = set()
         dirty.add(key)  # parts are worked out per checkpoint, not per event
         return acc
+
+    def label(self, event_ms: int, position: int, value: str, cap: int) -> str:
+        """`value` if it is (or can become) one of the window's first `cap` values, else other.
+
+        `position` is where the value sits in this family's keys (see `label_positions`):
+        the admitted set is read off the window's keys, so it survives a restore as is.
+        """
+        start = event_ms - event_ms % self.window_ms
+        seen = self._labels.get(start, {}).get(position)
+        if seen is None or value in seen or len(seen) < cap:
+            return value
+        return OTHER
+
+    def _note_labels(self, start: int, key: Key) -> None:
+        per_window = self._labels.get(start)
+        if per_window is None:
+            per_window = self._labels[start] = {}
+        for position in self.label_positions:
+            if position < len(key):
+                per_window.setdefault(position, set()).add(key[position])
 
     def applied(self, offset: int) -> None:
         if offset > self.offset:
@@ -179,7 +218,7 @@ class PartitionWindows(Generic[A]):
 
     # ------------------------------------------------------------------ closing
     def advance_watermark(self, watermark_ms: int) -> None:
-        """Move the watermark forward (idle partition, end of a replay range)."""
+        """Move the watermark forward: the end of a replay range, or a provisional fork."""
         if self.watermark_ms is None or watermark_ms > self.watermark_ms:
             self.watermark_ms = watermark_ms
             self._meta_dirty = True
@@ -192,6 +231,7 @@ class PartitionWindows(Generic[A]):
         closed: list[ClosedWindow[A]] = []
         for start in sorted(s for s in self.windows if s + self.window_ms <= watermark):
             accumulators = self.windows.pop(start)
+            self._labels.pop(start, None)
             self._dirty.pop(start, None)
             self._pending_deletes.extend(self._stored_window_keys(start))
             closed.append(ClosedWindow(self.partition, start, start + self.window_ms, accumulators))
@@ -202,12 +242,43 @@ class PartitionWindows(Generic[A]):
         self._expire_ids(watermark)
         return closed
 
+    def _id_horizon(self) -> int:
+        """Ids of windows starting at or after this are always remembered."""
+        watermark = self.watermark_ms
+        if watermark is None:
+            return -(2**62)
+        return watermark - watermark % self.window_ms - self.window_ms
+
     def _expire_ids(self, watermark: int) -> None:
         horizon = watermark - watermark % self.window_ms - self.window_ms
         for start in [s for s in self.ids if s < horizon]:
             del self.ids[start]
             self._new_ids.pop(start, None)
             self._pending_deletes.extend(self._id_chunks.pop(start, []))
+
+    def fork(self, copy_accumulator: Callable[[A], A]) -> PartitionWindows[A]:
+        """A throw-away copy to advance provisionally; this object is left as it was.
+
+        Only what closing touches is copied (open windows, watermark); ids and checkpoint
+        bookkeeping are not needed by a fork, which is never checkpointed.
+        """
+        twin: PartitionWindows[A] = PartitionWindows(
+            self.partition, self.window_ms, self.lateness_ms, self._new, self._decode
+        )
+        twin.watermark_ms = self.watermark_ms
+        twin.max_event_ms = self.max_event_ms
+        twin.closed_through_ms = self.closed_through_ms
+        twin.offset = self.offset
+        twin.label_positions = self.label_positions
+        twin.windows = {
+            start: {key: copy_accumulator(acc) for key, acc in window.items()}
+            for start, window in self.windows.items()
+        }
+        twin._labels = {
+            start: {pos: set(values) for pos, values in per.items()}
+            for start, per in self._labels.items()
+        }
+        return twin
 
     # ------------------------------------------------------------------ checkpoint
     # A checkpoint is several changelog records; a crash can cut it anywhere. Every
@@ -329,7 +400,10 @@ class PartitionWindows(Generic[A]):
         for (start, part), (version, value, _key) in parts.items():
             window = self.windows.setdefault(start, {})
             for key_list, acc in value:
-                window[tuple(key_list)] = self._decode(acc)
+                window_key = tuple(key_list)
+                window[window_key] = self._decode(acc)
+                if self.label_positions:
+                    self._note_labels(start, window_key)
             self._part_version[(start, part)] = version
         # New versions must not reuse a number a cut-short checkpoint left on the log.
         self._seq = newest
@@ -338,6 +412,7 @@ class PartitionWindows(Generic[A]):
         if self.closed_through_ms is not None:
             for start in [s for s in self.windows if s + self.window_ms <= self.closed_through_ms]:
                 del self.windows[start]
+                self._labels.pop(start, None)
                 self._pending_deletes.extend(self._stored_window_keys(start))
         return 0 if meta is None else int(meta.get("entity_seq", 0))
 

@@ -98,6 +98,23 @@ class Metrics:
         self.state_writes = Counter(
             "expmon_state_writes", "State changelog records written", ["family"], registry=registry
         )
+        self.window_revisions = Counter(
+            "expmon_window_revisions",
+            "Window views emitted again because data arrived for a window shown early",
+            ["family"],
+            registry=registry,
+        )
+        self.corrections_expired = Counter(
+            "expmon_window_corrections_expired",
+            "Windows sealed by the correction horizon while a partition had not settled them",
+            ["family"],
+            registry=registry,
+        )
+        self.kafka_reachable = Gauge(
+            "expmon_kafka_reachable",
+            "1 while the broker answered this worker within the probe bound, else 0",
+            registry=registry,
+        )
         for family in families:
             rows = partial(self.board.rows, str(family.name))
             registry.register(family.collector(rows, self.stages[str(family.name)]))

@@ -252,7 +252,8 @@ class CheckoutStage(CounterStage):
             key = (FUNNEL_SPACE, entity[_DEVICE], entity[_CHANNEL], entity[_USER_TYPE])
             windows.accumulator(deadline, key).add(ABANDONED_COUNTERS[step_index])
             step = CHECKOUT_STEPS[step_index]
-            self.abandoned_total[step] = self.abandoned_total.get(step, 0) + 1
+            if not self.provisional:  # a look-ahead's timers are counted when real
+                self.abandoned_total[step] = self.abandoned_total.get(step, 0) + 1
         for name in _LIFECYCLE_FIELDS:
             entity.pop(name, None)
 

@@ -274,6 +274,8 @@ class LogisticsStage(CounterStage):
         placed_id = entity.pop(_PLACED_ID, None)
         if placed_id is not None:
             acc.sample(placed_id)
+        if self.provisional:  # a look-ahead's timers are counted when real
+            return
         self.sla_breaches_total += 1
         by_wh = self.sla_breaches_by_warehouse
         by_wh[warehouse] = by_wh.get(warehouse, 0) + 1
@@ -299,7 +301,8 @@ class LogisticsStage(CounterStage):
             # Never reached a terminal status (a lost `delivered`): state must not grow
             # forever. Its SLA and staleness deadlines, earlier, were applied already.
             table.delete(order_id)
-            self.expired_total += 1
+            if not self.provisional:
+                self.expired_total += 1
             return
         nexts = [pending[0][0]] if pending else []
         if last is not None:

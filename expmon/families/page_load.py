@@ -368,6 +368,7 @@ def new_page_load_merger(settings: Settings) -> WindowMerger[PageLoadAccumulator
         PageLoadAccumulator,
         PageLoadAccumulator.from_dict,
         summarize_rows,
+        correction_horizon_ms=int(settings.correction_horizon_seconds * 1000),
     )
 
 
@@ -384,10 +385,13 @@ class PageLoadCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield self._histogram()
         labels = ["page", "device", "region", "window"]
-        quantile = GaugeMetricFamily(
+        # A summary (quantiles with the view's _count and _sum), not gauges with a
+        # `quantile` label: Prometheus' linter accepts `quantile` only on summaries.
+        quantile = Metric(
             "expmon_page_load_quantile_seconds",
-            "Page load time quantile per closed window view (from a 1% relative-error sketch)",
-            labels=[*labels, "quantile"],
+            "Page load time quantiles per closed window view (from a 1% relative-error sketch);"
+            " _count and _sum: the loads of the view",
+            "summary",
         )
         bounce = GaugeMetricFamily(
             "expmon_bounce_ratio",
@@ -427,9 +431,15 @@ class PageLoadCollector(Collector):
                 bounces.add_metric(values, float(row["bounces"]))
             if not row["count"]:
                 continue  # only session ends in this window: no load figures to show
+            keyed = dict(zip(labels, values, strict=True))
             for q in QUANTILES:
                 field = f"p{round(q * 100)}"
-                quantile.add_metric([*values, str(q)], float(row[field]) / 1000)
+                quantile.add_sample(
+                    quantile.name, {**keyed, "quantile": str(q)}, float(row[field]) / 1000
+                )
+            count = float(row["count"])
+            quantile.add_sample(quantile.name + "_count", keyed, count)
+            quantile.add_sample(quantile.name + "_sum", keyed, float(row["mean_ms"]) * count / 1000)
             slow.add_metric(values, float(row["slow_ratio"]))
             apdex.add_metric(values, float(row["apdex"]))
             loads.add_metric(values, float(row["count"]))

@@ -133,11 +133,15 @@ async def _file_batches(
 def run_replay(settings: Settings, options: ReplayOptions, console: Console | None = None) -> int:
     """Replay the range and write the report; returns the exit code."""
     console = console or Console(stderr=True)
-    rules = load_rules(settings.rules_files, settings.views, signals=SIGNALS)
+    base = settings.runbook_base_url
+    rules = load_rules(settings.rules_files, settings.views, signals=SIGNALS, runbook_base_url=base)
     # A candidate file changes the rules in force, as an operator file changes defaults.
     candidate = (
         load_rules(
-            (*settings.rules_files, *options.candidate_rules), settings.views, signals=SIGNALS
+            (*settings.rules_files, *options.candidate_rules),
+            settings.views,
+            signals=SIGNALS,
+            runbook_base_url=base,
         )
         if options.candidate_rules
         else None

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from expmon.alerting.promrules import export
-from expmon.alerting.rules import load_rules
+from expmon.alerting.rules import DEFAULT_RUNBOOK_BASE_URL, load_rules
 from expmon.families.registry import SIGNALS
 from expmon.local.procs import binary
 
@@ -49,11 +49,22 @@ SERIES = [
     (f'expmon_payment_window_attempts{{provider="adyen",method="card",{PAY}}}', "100x24"),
     (f'expmon_payment_window_failures{{provider="stripe",method="card",{PAY}}}', "1x24"),
     (f'expmon_payment_window_attempts{{provider="stripe",method="card",{PAY}}}', "100x24"),
-    # bounce on /landing summed over devices: (30 + 10) / (40 + 40) = 50 %
-    (f'expmon_bounce_window_bounces{{page="/landing",device="mobile",{BOUNCE}}}', "30x24"),
-    (f'expmon_bounce_window_sessions{{page="/landing",device="mobile",{BOUNCE}}}', "40x24"),
-    (f'expmon_bounce_window_bounces{{page="/landing",device="desktop",{BOUNCE}}}', "10x24"),
-    (f'expmon_bounce_window_sessions{{page="/landing",device="desktop",{BOUNCE}}}', "40x24"),
+    # over 3 % but not significant: 2 of 54 (3.7 %, Wilson 95 % lower bound 1.0 %), and
+    # 18 of 400 (4.5 %, lower bound 2.87 %); 19 of 400 is (4.75 %, lower bound 3.06 %)
+    (f'expmon_payment_window_failures{{provider="paypal",method="bnpl",{PAY}}}', "2x24"),
+    (f'expmon_payment_window_attempts{{provider="paypal",method="bnpl",{PAY}}}', "54x24"),
+    (f'expmon_payment_window_failures{{provider="stripe",method="wallet",{PAY}}}', "18x24"),
+    (f'expmon_payment_window_attempts{{provider="stripe",method="wallet",{PAY}}}', "400x24"),
+    (f'expmon_payment_window_failures{{provider="paypal",method="wallet",{PAY}}}', "19x24"),
+    (f'expmon_payment_window_attempts{{provider="paypal",method="wallet",{PAY}}}', "400x24"),
+    # bounce on /landing summed over devices: (300 + 100) / (400 + 400) = 50 %
+    (f'expmon_bounce_window_bounces{{page="/landing",device="mobile",{BOUNCE}}}', "300x24"),
+    (f'expmon_bounce_window_sessions{{page="/landing",device="mobile",{BOUNCE}}}', "400x24"),
+    (f'expmon_bounce_window_bounces{{page="/landing",device="desktop",{BOUNCE}}}', "100x24"),
+    (f'expmon_bounce_window_sessions{{page="/landing",device="desktop",{BOUNCE}}}', "400x24"),
+    # ... and on /promo 40 of 80 (50 %, lower bound 39.3 %): not significant
+    (f'expmon_bounce_window_bounces{{page="/promo",device="mobile",{BOUNCE}}}', "40x24"),
+    (f'expmon_bounce_window_sessions{{page="/promo",device="mobile",{BOUNCE}}}', "80x24"),
     # Core Web Vitals over 15m: LCP poor on /product/:id mobile (80 views), CLS needing
     # improvement on / desktop (60), INP poor but 10 views, FCP poor (not a core vital)
     (
@@ -95,6 +106,9 @@ EXPECTED: list[tuple[str, str, list[tuple[dict[str, str], str]]]] = [
     ("1m", "PaymentFailureRateHigh", [
         ({"severity": "critical", "provider": "adyen", "method": "card"},
          "payment failures 10% > 3.0 % over 5m for provider=adyen, method=card (>= 50 attempts)"),
+        ({"severity": "critical", "provider": "paypal", "method": "wallet"},
+         "payment failures 4.75% > 3.0 % over 5m for provider=paypal, method=wallet "
+         "(>= 50 attempts)"),
     ]),
     ("1m", "BounceRateHigh", [
         ({"severity": "warning", "page": "/landing"},
@@ -129,6 +143,27 @@ EXPECTED: list[tuple[str, str, list[tuple[dict[str, str], str]]]] = [
 ]  # fmt: skip
 
 
+RATIO_ALERTS = {
+    "PaymentFailureRateHigh": 0.03,
+    "BounceRateHigh": 0.4,
+    "InvalidEventRateHigh": 0.01,
+    "TrackingStale": 0.02,
+}
+
+
+def annotations(name: str, summary: str) -> dict[str, str]:
+    out = {
+        "summary": summary,
+        "runbook_url": f"{DEFAULT_RUNBOOK_BASE_URL}docs/runbooks.md#{name.lower()}",
+    }
+    if name in RATIO_ALERTS:
+        out["significance"] = (
+            "fires only when the 95 % Wilson lower bound of the ratio is "
+            f"> {RATIO_ALERTS[name]:g} as well"
+        )
+    return out
+
+
 def promtool_tests(rules_file: str, expected: Any) -> dict[str, Any]:
     return {
         "rule_files": [rules_file],
@@ -144,10 +179,7 @@ def promtool_tests(rules_file: str, expected: Any) -> dict[str, Any]:
                         "exp_alerts": [
                             {
                                 "exp_labels": labels,
-                                "exp_annotations": {
-                                    "summary": summary,
-                                    "runbook_url": f"docs/runbooks.md#{name.lower()}",
-                                },
+                                "exp_annotations": annotations(name, summary),
                             }
                             for labels, summary in alerts
                         ],

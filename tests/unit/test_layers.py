@@ -34,11 +34,12 @@ LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "bench": (("expmon.bench",),
               ("core", "schemas", "engine", "alerting", "families", "exposition", "kafka",
                "sim", "local", "replay")),
+    "collect": (("expmon.collect",), ("core", "schemas", "engine", "families", "kafka")),
     "streams": (("streams",),
                 ("core", "schemas", "engine", "alerting", "families", "exposition", "kafka")),
     "cli": (("expmon.cli",),
             ("core", "schemas", "alerting", "families", "exposition", "kafka", "sim", "local",
-             "replay", "bench", "streams")),
+             "replay", "bench", "streams", "collect")),
 }  # fmt: skip
 
 

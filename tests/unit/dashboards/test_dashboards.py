@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from expmon.alerting.rules import load_rules
+from expmon.alerting.rules import DEFAULT_RUNBOOK_BASE_URL, load_rules
 from expmon.dashboards import generate as dashboards
 from expmon.dashboards.generate import DASHBOARDS, dashboard_json, main, outputs
 from expmon.exposition.metrics import Metrics, new_registry
@@ -221,7 +221,7 @@ def test_every_alert_has_a_runbook_section_its_url_points_at() -> None:
     assert len(alerts) == 9
     for alert, url in alerts.items():
         path, _, anchor = url.partition("#")
-        assert path == "docs/runbooks.md", alert
+        assert path == DEFAULT_RUNBOOK_BASE_URL + "docs/runbooks.md", alert
         assert anchor == github_anchor(alert) and anchor in anchors, alert
     assert len(anchors) == len(alerts), "one section per alert"
 

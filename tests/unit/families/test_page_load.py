@@ -212,22 +212,58 @@ def test_merger_waits_for_every_partition(settings: Settings) -> None:
     assert new_page_load_merger(settings).apply(messages).results == []
 
 
-def test_live_tick_lets_an_idle_partition_stop_holding_windows(settings: Settings) -> None:
-    import time
-
-    live = settings.model_copy(update={"idle_partition_timeout_seconds": 0.05})
-    stage = PageLoadStage(live, "t", 2, live=True)
+def test_an_idle_partition_is_shown_early_without_moving_its_watermark(
+    settings: Settings,
+) -> None:
+    stage = PageLoadStage(settings, "t", 2, live=True)
     stage.partition(1)  # assigned, never receives anything
     busy = [RawRecord(0, i, None, codec.dumps(event(i, T0 + i * 1000, 100))) for i in range(200)]
     out = stage.process(busy, now_ms=T0)
-    merger = new_page_load_merger(live)
+    merger = new_page_load_merger(settings)
     assert merger.apply(out.partials).results == []  # partition 1 holds the merge back
-    time.sleep(0.1)
-    stage.process([RawRecord(0, 200, None, codec.dumps(event(200, T0 + 200_000, 100)))], now_ms=T0)
-    tick = stage.tick()
-    assert stage.partitions[1].watermark_ms == stage.partitions[0].watermark_ms
-    assert any(m["kind"] == "progress" and m["partition"] == 1 for m in tick.partials)
-    assert merger.apply(tick.partials).results
+    frontier = T0 + 170_000
+    tick = stage.tick({1: frontier})
+    assert stage.partitions[1].watermark_ms is None  # only data moves a watermark
+    progress = [m for m in tick.partials if m["kind"] == "progress"]
+    assert progress == [
+        {
+            "kind": "progress",
+            "family": "page_load",
+            "partition": 1,
+            "partitions": 2,
+            "closed_through": None,
+            "provisional_through": frontier - frontier % 60_000,
+        }
+    ]
+    results = merger.apply(tick.partials).results
+    assert {r.end_ms - T0 for r in results if r.view == "1m"} == {60_000, 120_000}
+    assert stage.tick({1: frontier}).partials == []  # nothing new: nothing sent again
+
+
+def test_an_event_for_a_window_shown_early_is_a_correction_not_late(settings: Settings) -> None:
+    """Partition 1 looked idle and was shown; its next event is old but not late."""
+    live = PageLoadStage(settings, "t", 2, live=True)
+    records = [RawRecord(0, i, None, codec.dumps(event(i, T0 + i * 1000, 100))) for i in range(200)]
+    records.append(RawRecord(1, 0, None, codec.dumps(event(900, T0 + 5_000, 7000))))
+    merger = new_page_load_merger(settings)
+    outs = [live.process(records[:200], now_ms=T0), live.tick({1: T0 + 170_000})]
+    shown = merger.apply([m for o in outs for m in o.partials]).results
+    first = next(r for r in shown if r.view == "1m" and r.end_ms == T0 + 60_000)
+    assert first.revision == 0 and sum(row["count"] for row in first.rows) == 60 * 2
+    late = live.process(records[200:], now_ms=T0)
+    assert late.counts["late"] == 0 and late.counts["accepted"] == 1
+    more = [RawRecord(1, 1, None, codec.dumps(event(901, T0 + 200_000, 100)))]
+    closing = live.process(more, now_ms=T0)
+    corrected = merger.apply(late.partials + closing.partials).results
+    again = [r for r in corrected if r.view == "1m" and r.end_ms == T0 + 60_000]
+    assert [r.revision for r in again] == [1]
+    assert sum(row["count"] for row in again[0].rows) == 61 * 2  # row per region + `all`
+    # the corrected view equals a replay of the same records
+    replay = PageLoadStage(settings, "t", 2, live=False)
+    outs = [replay.process(records + more, now_ms=T0), replay.finish()]
+    replayed = new_page_load_merger(settings).apply([m for o in outs for m in o.partials]).results
+    want = next(r for r in replayed if r.view == "1m" and r.end_ms == T0 + 60_000)
+    assert again[0].rows == want.rows
 
 
 def test_summary_rows_carry_every_field_in_order() -> None:

@@ -400,7 +400,9 @@ def alerts_of(incidents: list[str]) -> list[tuple[str, str, dict[str, str]]]:
         seed=4, rate=8, start_ms=T0, duration_s=35 * 60, families=["page_load"],
         incidents=incidents,
     )  # fmt: skip
-    records = list(encode_records(generator.generate(), 1, seed=4, partitions={EventFamily.PAGE_LOAD: 3}))
+    records = list(
+        encode_records(generator.generate(), 1, seed=4, partitions={EventFamily.PAGE_LOAD: 3})
+    )
     stage = PageLoadStage(settings, "page-loads", 3, live=False)
     outs = run_stage(stage, place(records, 3), batch=500, now_ms=T0 + 10**8)
     results, _through = merge(new_page_load_merger(settings), outs)
