@@ -417,7 +417,7 @@ def alerts_of(incidents: list[str]) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def test_lcp_regression_fires_core_web_vitals_poor_on_its_page_and_device_only() -> None:
-    found = alerts_of(["lcp_regression@10m+15m:page=/product/:id,device=mobile,factor=4"])
+    found = alerts_of(["lcp_regression@5m+10m:page=/product/:id,device=mobile,factor=4"])
     firing = {
         (sev, lab["page"], lab["device"], lab["vital"]) for s, sev, lab in found if s == "firing"
     }
