@@ -40,6 +40,8 @@ STATE_ORDER = {"firing": 0, "pending": 1, "resolved": 2}
 NOT_WHERE = frozenset({"alertname", "severity"})
 # "where" lists these first: the page before the device it was measured on
 WHERE_ORDER = ("page", "device", "provider", "method", "carrier", "warehouse", "region", "topic")
+# the label that names the segment of a non-page alert, most telling first
+SEGMENTS = ("provider", "carrier", "warehouse", "topic", "from_step")
 WIDE = 140  # columns from which the alert table also shows each alert's summary
 NARROW = 100  # columns below which the tables drop their less telling columns
 
@@ -146,7 +148,8 @@ def explain(alert: dict[str, Any], rows: Sequence[WindowRow]) -> str:
     if "region" in labels:
         return f"region {labels['region']}"
     if "page" not in labels or "device" not in labels:
-        return ""
+        segment = next((k for k in SEGMENTS if k in labels), None)
+        return f"{segment} {labels[segment]}" if segment else ""
     window = alert["annotations"].get("window", "")
     mine = [
         r
@@ -162,8 +165,9 @@ def explain(alert: dict[str, Any], rows: Sequence[WindowRow]) -> str:
     threshold = _float(alert["annotations"].get("threshold"), SLOW_SECONDS)
     slow = sorted({r.region for r in mine if r.p95 > threshold})
     if not slow:
-        # slow only when the regions are merged: name the worst one
-        return f"worst region {max(mine, key=lambda r: r.p95).region}"
+        # slow only with the regions merged (or too few loads per region yet): no region
+        # explains it alone, and naming the worst one would point on-call at a guess
+        return ""
     if len(slow) == len({r.region for r in mine}):
         return "all regions"
     return "region " + ", ".join(slow)
@@ -417,12 +421,13 @@ class LiveView:
         table = Table(box=None, expand=True, padding=(0, 1), header_style="bold")
         narrow = width < NARROW
         table.add_column("status", no_wrap=True, min_width=11 if narrow else 16)
-        table.add_column("alert", no_wrap=True, max_width=14 if narrow else 26)
-        table.add_column("where", no_wrap=True, max_width=22 if narrow else 40)
-        table.add_column("explained by", no_wrap=True, min_width=14, max_width=24, style="bold")
-        table.add_column("value", no_wrap=True, justify="right", min_width=9)
+        table.add_column("alert", no_wrap=True, max_width=14 if narrow else 22)
+        # `where` gives way first: the status, the alert, its region and value stay whole
+        table.add_column("where", no_wrap=True, overflow="ellipsis", min_width=12, ratio=2)
+        table.add_column("explained by", no_wrap=True, min_width=14, max_width=22, style="bold")
+        table.add_column("value", no_wrap=True, justify="right", min_width=13)
         if width >= WIDE:
-            table.add_column("summary", no_wrap=True, overflow="ellipsis", ratio=1)
+            table.add_column("summary", no_wrap=True, overflow="ellipsis", ratio=3)
         shown = list(groups[:rows])
         if len(groups) > rows:
             shown = shown[: max(rows - 1, 0)]

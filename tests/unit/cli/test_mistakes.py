@@ -66,7 +66,10 @@ def dead_bootstrap() -> str:
     [
         (["worker", "--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
         ([], ["required: VERB"]),
-        (["simulate", "--rate", "fast"], ["--rate", "invalid float value: 'fast'"]),
+        (["simulate", "--rate", "fast"], ["--rate", "'fast' is not a number"]),
+        (["simulate", "--rate", "0"], ["--rate", "'0' must be above 0"]),
+        (["demo", "--duration", "-5"], ["--duration", "'-5' must be above 0"]),
+        (["worker", "--metrics-port", "70000"], ["--metrics-port", "not a port"]),
         (["topics", "delete"], ["invalid choice: 'delete'"]),
         (["--log-level", "LOUD", "rules", "check"], ["--log-level", "invalid choice"]),
     ],
@@ -86,6 +89,7 @@ def test_bad_flags(args: list[str], expected: list[str]) -> None:
             ["EXPMON_ALERTMANAGER_URL", "'ftp://x' is not a URL"],
         ),
         ({"EXPMON_ROLLING_VIEWS": "[5m"}, ["EXPMON_ROLLING_VIEWS", "not a JSON list"]),
+        ({"EXPMON_LOG_LEVEL": "LOUD"}, ["EXPMON_LOG_LEVEL='LOUD'", "DEBUG, INFO"]),
     ],
 )
 def test_bad_env_values(env: dict[str, str], expected: list[str]) -> None:
@@ -162,6 +166,22 @@ def test_broker_unreachable_is_one_line_within_seconds(
     result = run_cli(*args, "--bootstrap", dead_bootstrap)
     assert_one_line(result, f"cannot reach Kafka at {dead_bootstrap}", "Connection refused")
     assert time.monotonic() - started < 15
+
+
+def test_log_level_from_the_environment() -> None:
+    # WARNING from EXPMON_LOG_LEVEL: the unknown-variable warning shows, INFO lines do not
+    quiet = run_cli("rules", "check", env={"EXPMON_LOG_LEVEL": "ERROR", "EXPMON_X": "1"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = run_cli("rules", "check", env={"EXPMON_LOG_LEVEL": "warning", "EXPMON_X": "1"})
+    assert "unknown environment variable EXPMON_X" in loud.stderr
+
+
+def test_demo_with_an_unreachable_broker_is_one_line_and_leaves_no_folder(
+    dead_bootstrap: str, tmp_path: Path
+) -> None:
+    result = run_cli("demo", "--bootstrap", dead_bootstrap, env={"TMPDIR": str(tmp_path)})
+    assert_one_line(result, f"cannot reach Kafka at {dead_bootstrap}")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_global_flags_before_or_after_the_verb(dead_bootstrap: str) -> None:
