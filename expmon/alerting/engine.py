@@ -108,7 +108,9 @@ class RuleStats:
     peak: float | None = None  # the worst value with enough volume
     peak_group: tuple[str, ...] = ()
     peak_evidence: str = ""
+    peak_end_ms: int | None = None  # the end of the window it was seen in
     near_miss: str = ""  # the worst breach that was not significant, described
+    no_baseline: int = 0  # groups skipped: their baseline held too little volume yet
 
     def add(self, rule: Rule, obs: Observation, verdict: Judgement) -> None:
         self.observations += 1
@@ -122,6 +124,7 @@ class RuleStats:
         if worse:
             self.peak, self.peak_group = obs.value, obs.group
             self.peak_evidence = evidence(rule, obs, verdict)
+            self.peak_end_ms = obs.end_ms
         if verdict.breached:
             self.breaches += 1
             if not verdict.significant:
@@ -338,6 +341,7 @@ class AlertEngine:
             if rule.baseline_ms is not None:
                 b_num, b_den = self.baselines.level(rule, group, result.start_ms)
                 if b_den < rule.baseline_min_volume or b_den <= 0 or b_num <= 0:
+                    self.stats.setdefault(rule.id, RuleStats()).no_baseline += 1
                     continue  # no trustworthy baseline yet
                 baseline = b_num / b_den
                 value = 1.0 - value / baseline

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import math
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from expmon.errors import ConfigError, IncidentSpecError, PortInUseError, UsageError
@@ -38,6 +39,33 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+def positive(kind: type[float] | type[int]) -> Callable[[str], Any]:
+    """An argparse type: a number above 0 (`--rate 0` is a mistake, not a hang)."""
+
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value > 0 and math.isfinite(value)):  # NaN and inf too
+            raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (the OS picks) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return value
+
+
 def add_global_flags(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
     """The flags every verb takes, on the top parser (with the defaults) and on each verb's
     (without: a verb's parser would otherwise overwrite a value given before the verb)."""
@@ -52,7 +80,10 @@ def add_global_flags(parser: argparse.ArgumentParser, with_defaults: bool) -> No
         help="Kafka bootstrap servers (EXPMON_KAFKA_BOOTSTRAP)",
     )
     parser.add_argument(
-        "--log-level", choices=LOG_LEVELS, default=default("INFO"), help="default INFO"
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=default(None),
+        help="default INFO (EXPMON_LOG_LEVEL)",
     )
     parser.add_argument(
         "--debug",
@@ -60,6 +91,16 @@ def add_global_flags(parser: argparse.ArgumentParser, with_defaults: bool) -> No
         default=default(False),
         help="on an error, print the traceback and details (log tails) too",
     )
+
+
+def resolve_log_level(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """The flag, else EXPMON_LOG_LEVEL, else INFO: logging is configured before Settings
+    exist, and a verb passes this one value on."""
+    if args.log_level is None:
+        level = environ.get("EXPMON_LOG_LEVEL", "INFO").strip().upper()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"EXPMON_LOG_LEVEL={level!r}: use one of {', '.join(LOG_LEVELS)}")
+        args.log_level = level
 
 
 def add_verb(

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from expmon import __version__
 from expmon.cli import bench, collect, demo, record, replay, rules, simulate, topics, worker
-from expmon.cli.common import EPILOG, OneLineParser, add_global_flags
+from expmon.cli.common import EPILOG, OneLineParser, add_global_flags, resolve_log_level
 from expmon.errors import ExpmonError
 
 log = logging.getLogger("expmon")
@@ -85,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in raw  # before parsing: a usage error has no namespace yet
     try:
         args = build_parser().parse_args(_relative_points(raw))
-    except ExpmonError as exc:  # argparse usage errors, see OneLineParser
+        resolve_log_level(args, os.environ)
+    except ExpmonError as exc:  # usage errors (see OneLineParser), a bad EXPMON_LOG_LEVEL
         _fail(str(exc), debug)
         return USAGE_EXIT
     configure_logging(args.log_level)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from expmon.cli.common import Verbs, add_verb, incidents_from, settings_from
+from expmon.cli.common import Verbs, add_verb, incidents_from, positive, settings_from
 from expmon.kafka.reach import require_broker
 
 log = logging.getLogger("expmon")
@@ -20,14 +20,22 @@ def add_parser(verbs: Verbs) -> None:
         "expmon simulate --rate 500 --duration 600 --incident slow_pages@60s+180s:region=eu-west",
     )
     s.add_argument(
-        "--rate", type=float, default=500.0, help="events per second, all families (default 500)"
+        "--rate",
+        type=positive(float),
+        default=500.0,
+        help="events per second, all families (default 500)",
     )
-    s.add_argument("--duration", type=float, default=300.0, help="seconds of traffic (default 300)")
+    s.add_argument(
+        "--duration", type=positive(float), default=300.0, help="seconds of traffic (default 300)"
+    )
     s.add_argument(
         "--seed", type=int, default=42, help="random seed: same seed, same traffic (default 42)"
     )
     s.add_argument(
-        "--batch-size", type=int, default=1, help="events per record; >1 sends JSON arrays"
+        "--batch-size",
+        type=positive(int),
+        default=1,
+        help="events per record; >1 sends JSON arrays",
     )
     s.add_argument(
         "--incident",

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from expmon.cli.common import Verbs, add_verb, ensure_port_free, settings_from
+from expmon.cli.common import Verbs, add_verb, ensure_port_free, port, settings_from
 from expmon.errors import TopicError
 from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import input_topics
@@ -27,7 +27,7 @@ def add_parser(verbs: Verbs) -> None:
         "expmon --bootstrap 127.0.0.1:9092 worker --metrics-port 9477",
     )
     w.add_argument("--metrics-host", help="bind address (default 127.0.0.1)")
-    w.add_argument("--metrics-port", type=int, help="port for /metrics (default 9477)")
+    w.add_argument("--metrics-port", type=port, help="port for /metrics (default 9477)")
     w.add_argument(
         "--app-id", help="faust app id = consumer group and state prefix (default expmon)"
     )

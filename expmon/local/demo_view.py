@@ -40,8 +40,11 @@ STATE_ORDER = {"firing": 0, "pending": 1, "resolved": 2}
 NOT_WHERE = frozenset({"alertname", "severity"})
 # "where" lists these first: the page before the device it was measured on
 WHERE_ORDER = ("page", "device", "provider", "method", "carrier", "warehouse", "region", "topic")
+# the label that names the segment of a non-page alert, most telling first
+SEGMENTS = ("provider", "carrier", "warehouse", "topic", "from_step")
 WIDE = 140  # columns from which the alert table also shows each alert's summary
 NARROW = 100  # columns below which the tables drop their less telling columns
+COMPACT = 130  # columns below which `where` shows label values without their names
 
 
 # --------------------------------------------------------------------------- data
@@ -146,7 +149,8 @@ def explain(alert: dict[str, Any], rows: Sequence[WindowRow]) -> str:
     if "region" in labels:
         return f"region {labels['region']}"
     if "page" not in labels or "device" not in labels:
-        return ""
+        segment = next((k for k in SEGMENTS if k in labels), None)
+        return f"{segment} {labels[segment]}" if segment else ""
     window = alert["annotations"].get("window", "")
     mine = [
         r
@@ -162,17 +166,22 @@ def explain(alert: dict[str, Any], rows: Sequence[WindowRow]) -> str:
     threshold = _float(alert["annotations"].get("threshold"), SLOW_SECONDS)
     slow = sorted({r.region for r in mine if r.p95 > threshold})
     if not slow:
-        # slow only when the regions are merged: name the worst one
-        return f"worst region {max(mine, key=lambda r: r.p95).region}"
+        # slow only with the regions merged (or too few loads per region yet): no region
+        # explains it alone, and naming the worst one would point on-call at a guess
+        return ""
     if len(slow) == len({r.region for r in mine}):
         return "all regions"
     return "region " + ", ".join(slow)
 
 
-def where_text(labels: dict[str, str]) -> str:
-    keys = [k for k in labels if k not in NOT_WHERE]
-    keys.sort(key=lambda k: (WHERE_ORDER.index(k) if k in WHERE_ORDER else len(WHERE_ORDER), k))
-    return ", ".join(f"{k}={labels[k]}" for k in keys)
+def where_text(labels: dict[str, str], keys: bool = True) -> str:
+    """`page=/cart, device=mobile`, or `/cart mobile` without the keys (narrow terminals:
+    the alert's name says what its labels are)."""
+    names = [k for k in labels if k not in NOT_WHERE]
+    names.sort(key=lambda k: (WHERE_ORDER.index(k) if k in WHERE_ORDER else len(WHERE_ORDER), k))
+    if not keys:
+        return " ".join(labels[k] for k in names)
+    return ", ".join(f"{k}={labels[k]}" for k in names)
 
 
 def _float(text: Any, default: float | None) -> Any:
@@ -195,6 +204,7 @@ class AlertGroup:
     instances: int
     value: float
     threshold: float | None = None
+    place: str = ""  # `where` without the label names
 
     @property
     def versus(self) -> str:
@@ -257,6 +267,7 @@ def group_alerts(alerts: Iterable[dict[str, Any]], rows: Sequence[WindowRow]) ->
                 instances=len(members),
                 value=float(lead.get("value") or 0.0),
                 threshold=_float(lead["annotations"].get("threshold"), None),
+                place=where_text(lead["labels"], keys=False),
             )
         )
     return sorted(out, key=lambda g: g.rank)
@@ -417,12 +428,13 @@ class LiveView:
         table = Table(box=None, expand=True, padding=(0, 1), header_style="bold")
         narrow = width < NARROW
         table.add_column("status", no_wrap=True, min_width=11 if narrow else 16)
-        table.add_column("alert", no_wrap=True, max_width=14 if narrow else 26)
-        table.add_column("where", no_wrap=True, max_width=22 if narrow else 40)
-        table.add_column("explained by", no_wrap=True, min_width=14, max_width=24, style="bold")
-        table.add_column("value", no_wrap=True, justify="right", min_width=9)
+        table.add_column("alert", no_wrap=True, max_width=14 if narrow else 22)
+        # `where` gives way first: the status, the alert, its region and value stay whole
+        table.add_column("where", no_wrap=True, overflow="ellipsis", min_width=12, ratio=2)
+        table.add_column("explained by", no_wrap=True, min_width=14, max_width=22, style="bold")
+        table.add_column("value", no_wrap=True, justify="right", min_width=12)
         if width >= WIDE:
-            table.add_column("summary", no_wrap=True, overflow="ellipsis", ratio=1)
+            table.add_column("summary", no_wrap=True, overflow="ellipsis", ratio=3)
         shown = list(groups[:rows])
         if len(groups) > rows:
             shown = shown[: max(rows - 1, 0)]
@@ -431,7 +443,8 @@ class LiveView:
                 g.state, "yellow" if g.state == "pending" else "dim"
             )
             severity = g.severity[:4] if narrow else g.severity
-            cells = [f"{g.state} {severity}", g.alert, g.where, g.explains, g.versus]
+            where = g.where if width >= COMPACT else g.place
+            cells = [f"{g.state} {severity}", g.alert, where, g.explains, g.versus]
             table.add_row(*cells, *([g.summary] if width >= WIDE else []), style=style)
         if len(groups) > len(shown):
             rest = groups[len(shown) :]
@@ -477,7 +490,7 @@ class LiveView:
         if not table.rows:
             body = Text(
                 f"waiting for the first 1m window to close (at its end + {self.lateness_s:g}s "
-                "lateness) with at least 20 loads of a page"
+                "lateness)"
             )
         return Panel(body, title=title, title_align="left", box=box.ROUNDED, padding=(0, 0))
 
@@ -528,7 +541,7 @@ class PlainView:
         groups = group_alerts(snapshot.alerts, snapshot.rows)
         for g in groups:
             seen = (g.state, g.severity)
-            if self.shown.get(g.key) == seen or (g.state == "pending" and g.key not in self.shown):
+            if self.shown.get(g.key) == seen:
                 continue
             self.shown[g.key] = seen
             where = f" [{g.explains}]" if g.explains else ""

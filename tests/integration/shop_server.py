@@ -24,9 +24,23 @@ PAGES = {
 }
 
 
+# The two lines a shop pastes (README "Page snippet"); onSend is this test's capture.
+SNIPPET_HEAD = """<script>window.expmonConfig = {{endpoint: "{collector}", region: "eu-west",
+  appVersion: "test-1", onSend: function (e) {{ var k = "expmon.test.sent";
+    var all = JSON.parse(localStorage.getItem(k) || "[]"); all.push(e);
+    localStorage.setItem(k, JSON.stringify(all)); }}}};</script>
+<script src="/expmon-snippet.js" async></script>"""
+# The real Faro web SDK instead (web/test/faro-page.js), pointed at the collector
+FARO_HEAD = """<script>window.faroTestConfig = {{url: "{collector}/collect"}};</script>
+<script src="/faro-test.js"></script>"""
+
+
 class Shop:
-    def __init__(self, collector_url: str) -> None:
+    """`faro_bundle`: serve the Faro SDK's test bundle instead of the snippet."""
+
+    def __init__(self, collector_url: str, faro_bundle: Path | None = None) -> None:
         self.collector_url = collector_url
+        self.faro_bundle = faro_bundle
         shop = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,9 +48,14 @@ class Shop:
                 path = self.path.split("?")[0]
                 if path == "/expmon-snippet.js":
                     self._send(200, "text/javascript", SNIPPET.read_bytes())
+                elif path == "/faro-test.js" and shop.faro_bundle is not None:
+                    self._send(200, "text/javascript", shop.faro_bundle.read_bytes())
                 elif path in PAGES:
                     title, text = PAGES[path]
-                    html = PAGE.format(title=title, text=text, collector=shop.collector_url)
+                    head = (FARO_HEAD if shop.faro_bundle else SNIPPET_HEAD).format(
+                        collector=shop.collector_url
+                    )
+                    html = PAGE.format(title=title, text=text, head=head)
                     self._send(200, "text/html; charset=utf-8", html.encode())
                 elif path == "/done":
                     self._send(200, "text/html", b"<!doctype html><title>done</title>done")

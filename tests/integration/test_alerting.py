@@ -64,6 +64,8 @@ def alerting_settings(
         "alert_resend_seconds": 2.0,
         "rules_files": (rules,),
         "runbook_base_url": RUNBOOKS,
+        # the traffic is dated from 10 minutes ahead (fresh windows), produced now
+        "max_clock_skew_seconds": 86_400.0,
     }
     return settings_factory(**{**values, **extra}), rules
 

@@ -30,8 +30,8 @@ from tests.integration.worker_process import read_topic
 VITALS = ("ttfb_ms", "fcp_ms", "lcp_ms", "inp_ms", "cls")
 
 
-def visit(driver: Any, url: str) -> None:
-    """Load a page, wait for its layout shift, then click the slow button once."""
+def visit(driver: Any, url: str, settle: float = 0.3) -> None:
+    """Load a page, wait for its layout shift, click the slow button once, wait `settle`."""
     driver.get(url)
     WebDriverWait(driver, 15).until(
         lambda d: d.execute_script("return document.readyState === 'complete' && window.shifted")
@@ -39,7 +39,7 @@ def visit(driver: Any, url: str) -> None:
     button = driver.find_element(By.ID, "buy")
     ActionChains(driver).move_to_element(button).click().perform()  # a trusted click
     WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "status").text == "added")
-    time.sleep(0.3)  # the paint after the click ends the interaction
+    time.sleep(settle)  # the paint after the click ends the interaction
 
 
 def wait_for_records(settings: Any, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
