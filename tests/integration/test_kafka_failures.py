@@ -14,7 +14,7 @@ from expmon.local.procs import free_port
 from tests.integration.conftest import SECURE_USER, SecureSettingsFactory, SettingsFactory
 from tests.integration.worker_process import expmon_cli
 
-WRONG_PASSWORD = "not-the-password-7f3a9c"  # noqa: S105 - the point of the test
+WRONG_PASSWORD = "not-the-password-7f3a9c"
 
 
 def kafka_verbs(bootstrap: str, tmp_path: Path) -> list[list[str]]:
