@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     # --- Metrics endpoint --------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9477, ge=0, le=65535)
+    series_budget: int = Field(
+        10_000,
+        ge=100,
+        description="most series one /metrics page holds; past it, series are dropped in a "
+        "documented order (breakdowns and the longest tail first) and counted",
+    )
+    metrics_max_age_seconds: float = Field(
+        1.0, ge=0, description="scrapes within this of a render get its cached bytes"
+    )
 
     # --- Windows -----------------------------------------------------------
     window_seconds: int = Field(60, ge=1)
@@ -83,6 +92,13 @@ class Settings(BaseSettings):
         2.5, gt=0, description="Apdex T: satisfied <= T, tolerating <= 4T"
     )
     max_pages: int = Field(50, ge=1, description="distinct page labels before `other`")
+    # Core Web Vitals ratings (Google's thresholds): good <= first, poor > second
+    # (EXPMON_LCP_THRESHOLDS_SECONDS=2.5,4 or [2.5,4])
+    lcp_thresholds_seconds: Annotated[tuple[float, float], NoDecode] = (2.5, 4.0)
+    inp_thresholds_seconds: Annotated[tuple[float, float], NoDecode] = (0.2, 0.5)
+    cls_thresholds: Annotated[tuple[float, float], NoDecode] = (0.1, 0.25)
+    fcp_thresholds_seconds: Annotated[tuple[float, float], NoDecode] = (1.8, 3.0)
+    ttfb_thresholds_seconds: Annotated[tuple[float, float], NoDecode] = (0.8, 1.8)
     max_regions: int = Field(20, ge=1, description="distinct region labels before `other`")
 
     # --- Journeys (event-time timeouts) ------------------------------------
@@ -197,7 +213,16 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default_factory=lambda: default_cache_dir() / "state")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("rolling_views", "rules_files", mode="before")
+    @field_validator(
+        "rolling_views",
+        "rules_files",
+        "lcp_thresholds_seconds",
+        "inp_thresholds_seconds",
+        "cls_thresholds",
+        "fcp_thresholds_seconds",
+        "ttfb_thresholds_seconds",
+        mode="before",
+    )
     @classmethod
     def _list_from_text(cls, value: Any) -> Any:
         """A list variable as a JSON list (`["a.yml","b.yml"]`) or comma separated (`a,b`)."""
@@ -216,6 +241,20 @@ class Settings(BaseSettings):
         for view in views:
             parse_duration_seconds(view)
         return views
+
+    @field_validator(
+        "lcp_thresholds_seconds",
+        "inp_thresholds_seconds",
+        "cls_thresholds",
+        "fcp_thresholds_seconds",
+        "ttfb_thresholds_seconds",
+    )
+    @classmethod
+    def _thresholds_ordered(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        good, poor = pair
+        if not 0 <= good <= poor < float("inf"):
+            raise ValueError("thresholds are [good, poor] with 0 <= good <= poor")
+        return pair
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -239,6 +278,21 @@ class Settings(BaseSettings):
     @property
     def views(self) -> tuple[str, ...]:
         return ("1m", *self.rolling_views)
+
+    @property
+    def web_vital_thresholds(self) -> dict[str, tuple[float, float]]:
+        """vital -> (good, poor) limits in the vital's event unit (ms; CLS unitless)."""
+
+        def ms(pair: tuple[float, float]) -> tuple[float, float]:
+            return (round(pair[0] * 1000, 6), round(pair[1] * 1000, 6))  # 0.7 s -> 700.0 ms
+
+        return {
+            "lcp": ms(self.lcp_thresholds_seconds),
+            "inp": ms(self.inp_thresholds_seconds),
+            "cls": self.cls_thresholds,
+            "fcp": ms(self.fcp_thresholds_seconds),
+            "ttfb": ms(self.ttfb_thresholds_seconds),
+        }
 
     @property
     def alertmanager_urls(self) -> tuple[str, ...]:

@@ -46,6 +46,7 @@ LOGISTICS_STATUSES = (
 _CHECKOUT_STEP_SET = frozenset(CHECKOUT_STEPS)
 _LOGISTICS_STATUS_SET = frozenset(LOGISTICS_STATUSES)
 _OPTIONAL_WEB_VITALS = ("ttfb_ms", "fcp_ms", "lcp_ms", "inp_ms", "cls")
+WEB_VITAL_FIELDS = _OPTIONAL_WEB_VITALS  # optional page-load fields; one is enough without load_ms
 MAX_STRING = 256
 # C0 and C1 control characters (and DEL): never valid in a label value. prometheus_client
 # escapes only backslash, quote and newline, so a CR or NUL would corrupt the exposition.
@@ -149,6 +150,11 @@ def _is_duration(value: object) -> bool:
     return (type(value) is int or type(value) is float) and 0 <= value < math.inf
 
 
+def _has_web_vital(event: Event) -> bool:
+    get = event.get
+    return any(get(name) is not None for name in _OPTIONAL_WEB_VITALS)
+
+
 def _common(event: Event, now_ms: int, max_future_ms: int) -> Event:
     """Checks shared by every family; sets `_t` (event time in epoch ms).
 
@@ -205,7 +211,11 @@ def make_validators(max_future_ms: int) -> dict[EventFamily, Validator]:
         _common(event, now_ms, max_future_ms)
         get = event.get
         route = _page(event)
-        if not _is_duration(get("load_ms")):
+        load = get("load_ms")
+        if not _is_duration(load) and (load is not None or not _has_web_vital(event)):
+            # vital-only events (a web-vitals or Faro beacon) may leave load_ms out
+            if load is None:
+                raise InvalidEvent("missing_field:load_ms", "load_ms or at least one web vital")
             _duration(event, "load_ms", required=True)
         for name in _OPTIONAL_WEB_VITALS:
             value = get(name)

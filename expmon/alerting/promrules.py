@@ -112,6 +112,11 @@ def _summary(rule: Rule) -> str:
         value = "{{ $value | humanizePercentage }}"
     elif unit == "seconds":
         value = "{{ $value | humanizeDuration }}"
+    elif unit == "rating":  # 0, 1, 2 as the engine's words
+        value = (
+            "{{ if eq $value 2.0 }}poor{{ else if eq $value 1.0 }}needs improvement"
+            "{{ else }}good{{ end }}"
+        )
     labels = ", ".join(f"{b}={{{{ $labels.{b} }}}}" for b in rule.by) or "all"
     if rule.signal.name == "seconds_since_last_event":
         value = "over " + format_value(rule.threshold, unit)  # the expression holds no age

@@ -18,6 +18,7 @@ from expmon.engine.merge import WindowMerger, view_windows
 from expmon.engine.sketch import DDSketch
 from expmon.engine.stage import WindowedStage
 from expmon.engine.windows import PartitionWindows
+from expmon.families import web_vitals
 from expmon.families.base import Family, Rows, gauge
 from expmon.settings import Settings
 from expmon.sim.truth import page_load as truth
@@ -40,6 +41,7 @@ class PageLoadAccumulator:
         "slow",
         "sum_ms",
         "tolerating",
+        "vitals",
     )
 
     def __init__(self) -> None:
@@ -52,6 +54,7 @@ class PageLoadAccumulator:
         self.sum_ms = 0.0
         self.sketch = DDSketch()
         self.samples: list[str] = []  # a few slow loads' event ids (keep_samples): evidence
+        self.vitals: web_vitals.Vitals = {}  # Core Web Vitals (web_vitals.py), by vital
 
     def add(self, load_ms: float, slow_ms: float, apdex_t_ms: float, event_id: str = "") -> None:
         self.count += 1
@@ -77,6 +80,8 @@ class PageLoadAccumulator:
         self.sum_ms += other.sum_ms
         self.sketch.merge(other.sketch)
         self.samples = keep_samples(self.samples, other.samples)
+        if other.vitals:
+            web_vitals.merge_vitals(self.vitals, other.vitals)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -91,6 +96,8 @@ class PageLoadAccumulator:
         }
         if self.samples:
             data["ids"] = list(self.samples)
+        if self.vitals:
+            data["v"] = web_vitals.vitals_to_dict(self.vitals)
         return data
 
     @classmethod
@@ -105,6 +112,8 @@ class PageLoadAccumulator:
         acc.sessions = int(data.get("ses", 0))
         acc.bounces = int(data.get("bnc", 0))
         acc.samples = [str(s) for s in data.get("ids", ())]
+        if "v" in data:
+            acc.vitals = web_vitals.vitals_from_dict(data["v"])
         return acc
 
     def copy(self) -> PageLoadAccumulator:
@@ -269,6 +278,7 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         self.apdex_t_ms = settings.apdex_t_seconds * 1000
         self.histogram = LoadHistogram()
         self.bounce_ms = int(settings.bounce_seconds * 1000)
+        self.vitals = web_vitals.VitalsRater(settings)
 
     def new_accumulator(self) -> PageLoadAccumulator:
         return PageLoadAccumulator()
@@ -281,11 +291,13 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
     ) -> None:
         page = self.pages(event["page"])
         device: str = event["device"]
-        load_ms = float(event["load_ms"])
         key = (page, device, self.regions(event["region"]))
-        windows.accumulator(event_ms, key).add(
-            load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
-        )
+        acc = windows.accumulator(event_ms, key)
+        self.vitals.add(acc.vitals, event)
+        if event.get("load_ms") is None:
+            return  # vital-only (a beacon): no load figures, not a page view for bounce
+        load_ms = float(event["load_ms"])
+        acc.add(load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"])
         self.histogram.observe(page, device, load_ms)
         self._track_session(windows, event["session_id"], event_ms, key)
 
@@ -339,7 +351,12 @@ def summarize_rows(
 ) -> list[dict[str, Any]]:
     """Merger summarizer: a row per (page, device, region) plus region `all`, sorted."""
     merged = with_region_totals(accumulators)
-    return [summarize(view, start_ms, end_ms, key, merged[key]).to_dict() for key in sorted(merged)]
+    rows = [summarize(view, start_ms, end_ms, key, merged[key]).to_dict() for key in sorted(merged)]
+    # Core Web Vitals rows (kind web_vital, cwv) after the load rows
+    rows += web_vitals.vitals_rows(
+        view, start_ms, end_ms, {key: acc.vitals for key, acc in merged.items()}
+    )
+    return rows
 
 
 def new_page_load_merger(settings: Settings) -> WindowMerger[PageLoadAccumulator]:
@@ -402,7 +419,11 @@ class PageLoadCollector(Collector):
             "Sessions ending in the window with one page view, by landing page",
             labels=labels,
         )
+        vitals = web_vitals.VitalGauges()
         for view, row in self.rows():
+            if "kind" in row:  # Core Web Vitals rows
+                vitals.add(view, row)
+                continue
             values = [str(row["page"]), str(row["device"]), str(row["region"]), view]
             if row.get("bounce_ratio") is not None:
                 bounce.add_metric(values, float(row["bounce_ratio"]))
@@ -429,6 +450,7 @@ class PageLoadCollector(Collector):
         yield loads
         yield sessions
         yield bounces
+        yield from vitals.families()
         open_sessions = gauge("expmon_sessions_open", "Sessions held in state (for bounce)", [])
         open_sessions.add_metric([], sum(stage.open_sessions() for stage in self.stages))
         yield open_sessions
@@ -511,6 +533,7 @@ SIGNALS: tuple[Signal, ...] = (
         prom_value='expmon_bounce_window_bounces{{window="{w}"{sel}}}',
         prom_volume='expmon_bounce_window_sessions{{window="{w}"{sel}}}',
     ),
+    *web_vitals.SIGNALS,
 )
 
 

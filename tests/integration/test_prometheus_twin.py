@@ -16,6 +16,7 @@ from expmon.local.procs import binary
 PL = 'region="all",window="5m"'
 PAY = 'user_type="all",window="5m"'
 BOUNCE = 'region="all",window="15m"'
+CWV = 'window="15m"'
 
 # (series, values): 24 samples 15 s apart = 6 minutes
 SERIES = [
@@ -64,6 +65,22 @@ SERIES = [
     # ... and on /promo 40 of 80 (50 %, lower bound 39.3 %): not significant
     (f'expmon_bounce_window_bounces{{page="/promo",device="mobile",{BOUNCE}}}', "40x24"),
     (f'expmon_bounce_window_sessions{{page="/promo",device="mobile",{BOUNCE}}}', "80x24"),
+    # Core Web Vitals over 15m: LCP poor on /product/:id mobile (80 views), CLS needing
+    # improvement on / desktop (60), INP poor but 10 views, FCP poor (not a core vital)
+    (
+        f'expmon_web_vital_p75_rating{{page="/product/:id",device="mobile",vital="lcp",{CWV}}}',
+        "2x24",
+    ),
+    (
+        f'expmon_web_vital_window_samples{{page="/product/:id",device="mobile",vital="lcp",{CWV}}}',
+        "80x24",
+    ),
+    (f'expmon_web_vital_p75_rating{{page="/",device="desktop",vital="cls",{CWV}}}', "1x24"),
+    (f'expmon_web_vital_window_samples{{page="/",device="desktop",vital="cls",{CWV}}}', "60x24"),
+    (f'expmon_web_vital_p75_rating{{page="/cart",device="tablet",vital="inp",{CWV}}}', "2x24"),
+    (f'expmon_web_vital_window_samples{{page="/cart",device="tablet",vital="inp",{CWV}}}', "10x24"),
+    (f'expmon_web_vital_p75_rating{{page="/",device="mobile",vital="fcp",{CWV}}}', "2x24"),
+    (f'expmon_web_vital_window_samples{{page="/",device="mobile",vital="fcp",{CWV}}}', "500x24"),
     # events: page-loads grows with 5 % invalid; checkout-events stopped
     ('expmon_events_total{topic="page-loads",outcome="accepted"}', "0+95x24"),
     ('expmon_events_total{topic="page-loads",outcome="invalid"}', "0+5x24"),
@@ -109,6 +126,17 @@ EXPECTED: list[tuple[str, str, list[tuple[dict[str, str], str]]]] = [
         ({"severity": "warning", "carrier": "dhl"},
          "5% of in-transit orders without a tracking update for 24 h (> 2.0 %) at carrier=dhl "
          "(>= 20 orders)"),
+    ]),
+    ("1m", "CoreWebVitalsPoor", [
+        ({"severity": "warning", "page": "/product/:id", "device": "mobile", "vital": "lcp"},
+         "p75 page=/product/:id, device=mobile, vital=lcp is poor (worse than good) over 15m "
+         "(>= 50 page views)"),
+        ({"severity": "critical", "page": "/product/:id", "device": "mobile", "vital": "lcp"},
+         "p75 page=/product/:id, device=mobile, vital=lcp is poor (worse than needs improvement) "
+         "over 15m (>= 50 page views)"),
+        ({"severity": "warning", "page": "/", "device": "desktop", "vital": "cls"},
+         "p75 page=/, device=desktop, vital=cls is needs improvement (worse than good) over 15m "
+         "(>= 50 page views)"),
     ]),
     ("5m", "DeliveryExceptionRateHigh", []),
     ("5m", "ShippingSLABreach", []),
@@ -179,7 +207,7 @@ def test_exported_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> No
     rules_path = write_rules(tmp_path)
     check = promtool("check", "rules", str(rules_path), cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 10 rules found" in check.stdout
+    assert "SUCCESS: 12 rules found" in check.stdout
     tests_path = tmp_path / "expmon-rules.test.yml"
     tests_path.write_text(yaml.safe_dump(promtool_tests(rules_path.name, EXPECTED)))
     run = promtool("test", "rules", str(tests_path), cwd=tmp_path)

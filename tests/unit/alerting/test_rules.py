@@ -28,6 +28,7 @@ CONTRACT_ALERTS = {
     "DeliveryExceptionRateHigh",
     "EventSourceSilent",
     "InvalidEventRateHigh",
+    "CoreWebVitalsPoor",
 }
 
 
@@ -138,7 +139,7 @@ def test_cli_check_reports_problems_and_exit_code(
     good = tmp_path / "good.yml"
     good.write_text("rules:\n  - alert: PageLoadSlow\n    threshold: 2.5\n")
     assert main(["rules", "check", "--rules", str(good)]) == 0
-    assert "OK: 9 alerts" in capsys.readouterr().out
+    assert "OK: 10 alerts" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text("rules:\n  - alert: PageLoadSlow\n    threshold: fast\n")
     assert main(["rules", "check", "--rules", str(bad)]) == 2
