@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     # --- Metrics endpoint --------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9477, ge=0, le=65535)
+    series_budget: int = Field(
+        10_000,
+        ge=100,
+        description="most series one /metrics page holds; past it, series are dropped in a "
+        "documented order (breakdowns and the longest tail first) and counted",
+    )
+    metrics_max_age_seconds: float = Field(
+        1.0, ge=0, description="scrapes within this of a render get its cached bytes"
+    )
 
     # --- Windows -----------------------------------------------------------
     window_seconds: int = Field(60, ge=1)

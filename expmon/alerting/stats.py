@@ -14,6 +14,7 @@ failure rate above 3 % (the 95 % Wilson interval is 1.0-12.5 %); 40 in 540 is.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -37,6 +38,7 @@ def normal_quantile(p: float) -> float:
     return (lo + hi) / 2
 
 
+@functools.lru_cache(maxsize=64)  # a handful of confidences, asked per observation
 def z_for(confidence: float) -> float:
     """The two-sided z of a confidence level: 0.95 -> 1.959964."""
     return normal_quantile(1 - (1 - confidence) / 2)

@@ -44,6 +44,7 @@ WHERE_ORDER = ("page", "device", "provider", "method", "carrier", "warehouse", "
 SEGMENTS = ("provider", "carrier", "warehouse", "topic", "from_step")
 WIDE = 140  # columns from which the alert table also shows each alert's summary
 NARROW = 100  # columns below which the tables drop their less telling columns
+COMPACT = 130  # columns below which `where` shows label values without their names
 
 
 # --------------------------------------------------------------------------- data
@@ -173,10 +174,14 @@ def explain(alert: dict[str, Any], rows: Sequence[WindowRow]) -> str:
     return "region " + ", ".join(slow)
 
 
-def where_text(labels: dict[str, str]) -> str:
-    keys = [k for k in labels if k not in NOT_WHERE]
-    keys.sort(key=lambda k: (WHERE_ORDER.index(k) if k in WHERE_ORDER else len(WHERE_ORDER), k))
-    return ", ".join(f"{k}={labels[k]}" for k in keys)
+def where_text(labels: dict[str, str], keys: bool = True) -> str:
+    """`page=/cart, device=mobile`, or `/cart mobile` without the keys (narrow terminals:
+    the alert's name says what its labels are)."""
+    names = [k for k in labels if k not in NOT_WHERE]
+    names.sort(key=lambda k: (WHERE_ORDER.index(k) if k in WHERE_ORDER else len(WHERE_ORDER), k))
+    if not keys:
+        return " ".join(labels[k] for k in names)
+    return ", ".join(f"{k}={labels[k]}" for k in names)
 
 
 def _float(text: Any, default: float | None) -> Any:
@@ -199,6 +204,7 @@ class AlertGroup:
     instances: int
     value: float
     threshold: float | None = None
+    place: str = ""  # `where` without the label names
 
     @property
     def versus(self) -> str:
@@ -261,6 +267,7 @@ def group_alerts(alerts: Iterable[dict[str, Any]], rows: Sequence[WindowRow]) ->
                 instances=len(members),
                 value=float(lead.get("value") or 0.0),
                 threshold=_float(lead["annotations"].get("threshold"), None),
+                place=where_text(lead["labels"], keys=False),
             )
         )
     return sorted(out, key=lambda g: g.rank)
@@ -425,7 +432,7 @@ class LiveView:
         # `where` gives way first: the status, the alert, its region and value stay whole
         table.add_column("where", no_wrap=True, overflow="ellipsis", min_width=12, ratio=2)
         table.add_column("explained by", no_wrap=True, min_width=14, max_width=22, style="bold")
-        table.add_column("value", no_wrap=True, justify="right", min_width=13)
+        table.add_column("value", no_wrap=True, justify="right", min_width=12)
         if width >= WIDE:
             table.add_column("summary", no_wrap=True, overflow="ellipsis", ratio=3)
         shown = list(groups[:rows])
@@ -436,7 +443,8 @@ class LiveView:
                 g.state, "yellow" if g.state == "pending" else "dim"
             )
             severity = g.severity[:4] if narrow else g.severity
-            cells = [f"{g.state} {severity}", g.alert, g.where, g.explains, g.versus]
+            where = g.where if width >= COMPACT else g.place
+            cells = [f"{g.state} {severity}", g.alert, where, g.explains, g.versus]
             table.add_row(*cells, *([g.summary] if width >= WIDE else []), style=style)
         if len(groups) > len(shown):
             rest = groups[len(shown) :]

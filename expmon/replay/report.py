@@ -310,6 +310,43 @@ def _interval_rows(found: Sequence[Interval]) -> list[list[str]]:
     ]
 
 
+def by_alert(found: Sequence[Interval]) -> list[list[str]]:
+    """One row per alert: how many instances, when, the worst peak, what they cover."""
+    groups: dict[str, list[Interval]] = {}
+    for i in found:
+        groups.setdefault(i.alert, []).append(i)
+    rows = []
+    for alert, items in groups.items():
+        op = items[0].op
+        worst = max(items, key=lambda i: i.peak if op == ">" else -i.peak)
+        values: dict[str, set[str]] = {}
+        for i in items:
+            for pair in i.dimensions.split(", "):
+                key, _, value = pair.partition("=")
+                if value:
+                    values.setdefault(key, set()).add(value)
+        covered = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in sorted(values.items()))
+        still = sum(1 for i in items if i.end_ms is None)
+        ends = [i.end_ms for i in items if i.end_ms is not None]
+        last = "still firing" if still else _clock(max(ends)) if ends else "?"
+        severities = Counter(i.severity for i in items)
+        levels = ", ".join(f"{n} {sev}" for sev, n in sorted(severities.items()))
+        rows.append(
+            [
+                alert,
+                f"{len(items)} ({levels})",
+                _clock(min(i.start_ms for i in items)),
+                last,
+                f"{worst.peak_text()} ({worst.dimensions})",
+                covered or "all",
+            ]
+        )
+    return rows
+
+
+BY_ALERT_HEADER = ["alert", "instances", "first start", "last end", "worst peak", "affected"]
+
+
 def _range_text(report: Mapping[str, Any]) -> str:
     span = range_of(report)
     if span is None:
@@ -341,6 +378,9 @@ def render_markdown(report: Mapping[str, Any], context: ReportContext | None = N
         parts.append(f"- **Command:** `{context.command}`\n")
     parts.append(f"\n**{headline(report, found)}**\n")
 
+    if found:
+        parts.append("\n## By alert\n\n")
+        parts.append(_md_table(BY_ALERT_HEADER, by_alert(found)))
     parts.append("\n## Alerts\n\n")
     parts.append(_md_table(INTERVAL_HEADER, _interval_rows(found)))
     for n, i in enumerate(found, 1):
@@ -426,6 +466,7 @@ def render_console(
         console.print(t)
 
     if found:
+        table("by alert", BY_ALERT_HEADER, by_alert(found), drop=("first start", "last end"))
         rows = _interval_rows(found)
         table("alerts", INTERVAL_HEADER, rows, drop=("#", "end", "severity"))
         for n, i in enumerate(found, 1):

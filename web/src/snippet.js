@@ -12,30 +12,11 @@
 // has one), appVersion, onSend (called with each event sent: for tests and debugging).
 import { onCLS, onFCP, onINP, onLCP, onTTFB } from "web-vitals";
 
+import { deviceClass, randomId, routeTemplate } from "./rules.js";
+
 const SESSION_KEY = "expmon.session";
 const SESSION_IDLE_MS = 30 * 60 * 1000; // the contract's session: 30 min without a view
 const FIELDS = { TTFB: "ttfb_ms", FCP: "fcp_ms", LCP: "lcp_ms", INP: "inp_ms", CLS: "cls" };
-// The same rule as the collector (expmon/collect/context.py): digits, UUIDs, long hex.
-const ID_SEGMENT =
-  /^(?:\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,})$/i;
-
-function randomId() {
-  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-}
-
-export function routeTemplate(path) {
-  const segments = path.split("/").filter(Boolean);
-  return `/${segments.map((s) => (ID_SEGMENT.test(s) ? ":id" : s)).join("/")}`;
-}
-
-export function deviceClass(ua) {
-  if (/iPad|Tablet/.test(ua) || (/Android/.test(ua) && !/Mobile/.test(ua))) return "tablet";
-  if (/Mobi/.test(ua) || (navigator.userAgentData && navigator.userAgentData.mobile)) {
-    return "mobile";
-  }
-  return "desktop";
-}
 
 function sessionId(now) {
   // localStorage may throw (privacy modes, sandboxed frames): then one id per page view
@@ -70,7 +51,10 @@ function start(config) {
       schema_version: 1,
       session_id: sessionId(startedAt),
       page: config.route || routeTemplate(location.pathname),
-      device: deviceClass(navigator.userAgent),
+      device: deviceClass(
+        navigator.userAgent,
+        navigator.userAgentData && navigator.userAgentData.mobile,
+      ),
       platform: "web",
       region: config.region || "unknown",
       vitals: {},
