@@ -53,6 +53,30 @@ class BrokerUnreachableError(ExpmonError):
         )
 
 
+class KafkaAuthError(ExpmonError):
+    """The broker refused the SASL credentials (or the TLS handshake failed)."""
+
+    def __init__(self, bootstrap: str, reason: str) -> None:
+        self.bootstrap, self.reason = bootstrap, reason
+        super().__init__(f"Kafka at {bootstrap} refused authentication: {reason}")
+
+
+class KafkaHandshakeError(ExpmonError):
+    """A bootstrap server accepted TCP but did not speak Kafka with these settings in time."""
+
+    def __init__(self, bootstrap: str, reason: str) -> None:
+        self.bootstrap, self.reason = bootstrap, reason
+        super().__init__(f"no Kafka handshake with {bootstrap}: {reason}")
+
+
+class UnknownTopicError(ExpmonError):
+    """Topics a command must write to or read from do not exist on the cluster."""
+
+    def __init__(self, bootstrap: str, topics: list[str], hint: str) -> None:
+        self.bootstrap, self.topics = bootstrap, topics
+        super().__init__(f"topic(s) {', '.join(topics)} do not exist on {bootstrap}; {hint}")
+
+
 class DemoChildError(ExpmonError):
     """A child process (the demo's worker or simulator) exited on its own."""
 

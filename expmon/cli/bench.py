@@ -57,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     chosen = args.scenario or default
     others = [c for c in chosen if c != COLLECTOR]
     status = 0
+    if args.bootstrap:  # a broker of the user's: one line now if it cannot be used
+        from expmon.kafka.reach import preflight
+        from expmon.settings import Settings
+
+        preflight(Settings.from_env(kafka_bootstrap=args.bootstrap))
     if COLLECTOR in chosen:
         from expmon.bench.collector import run_collector
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from expmon.cli.common import Verbs, add_verb, ensure_port_free, settings_from
-from expmon.kafka.reach import require_broker
+from expmon.kafka.reach import preflight
 
 
 def add_parser(verbs: Verbs) -> None:
@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
         collect_allowed_origins=",".join(args.allow_origin) if args.allow_origin else None,
     )
     ensure_port_free(settings.collect_host, settings.collect_port, "collect", "--port")
-    require_broker(settings)
+    preflight(settings)
     run_collector(settings)
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from expmon.cli.common import Verbs, add_verb, ensure_port_free, settings_from
 from expmon.errors import ConfigError
-from expmon.kafka.reach import require_broker
+from expmon.kafka.reach import preflight
 
 
 def add_parser(verbs: Verbs) -> None:
@@ -96,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
         ensure_port_free(
             settings.metrics_host, args.metrics_port, "replay metrics", "--metrics-port"
         )
-    if args.file is None:
-        require_broker(settings)
+    outputs = [t for t in (args.into, args.alerts_into) if t]
+    if args.file is None or outputs:
+        preflight(settings, outputs)
     options = ReplayOptions(
         topics=tuple(args.topic or ()),
         start=args.start,

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from expmon.cli.common import Verbs, add_verb, incidents_from, positive, settings_from
-from expmon.kafka.reach import require_broker
+from expmon.kafka.reach import preflight
 
 log = logging.getLogger("expmon")
 
@@ -61,11 +61,14 @@ def add_parser(verbs: Verbs) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from expmon.sim.produce import run_simulate
+    from expmon.sim.produce import run_simulate, simulated_topics
 
     incidents = incidents_from(args.incident or [])
     settings = settings_from(args)
-    require_broker(settings)
+    families = tuple(args.families.split(",")) if args.families else None
+    # the input topics must exist: the simulator never lets the broker auto-create them
+    # (with one partition and the broker's defaults)
+    preflight(settings, simulated_topics(settings, families), hint="run `expmon topics create`")
     counts = asyncio.run(
         run_simulate(
             settings,
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             incidents=incidents,
             realtime=not args.fast,
             ground_truth_path=args.ground_truth,
-            families=tuple(args.families.split(",")) if args.families else None,
+            families=families,
         )
     )
     log.info("sent %s", counts)

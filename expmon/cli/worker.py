@@ -12,7 +12,7 @@ from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import input_topics
 from expmon.gctune import throughput_gc
 from expmon.kafka.admin import default_topic_specs, ensure_topics, partition_count
-from expmon.kafka.reach import require_broker
+from expmon.kafka.reach import preflight
 from expmon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
         "metrics",
         "--metrics-port/EXPMON_METRICS_PORT",
     )
-    require_broker(settings)
+    preflight(settings)
     partitions = input_partitions(settings, create_topics)
     metrics = Metrics(new_registry())
     worker_app = build_worker(settings, metrics, partitions, rules=rules).app

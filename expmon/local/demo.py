@@ -28,7 +28,7 @@ from rich.live import Live
 
 from expmon.errors import DemoChildError
 from expmon.kafka.admin import default_topic_specs, ensure_topics
-from expmon.kafka.reach import require_broker
+from expmon.kafka.reach import preflight
 from expmon.local.demo_view import (
     SLOW_SECONDS,
     DequeHandler,
@@ -156,7 +156,7 @@ def run_demo(
                     state_dir=workdir / "state",
                     log_level=log_level,
                 )
-                require_broker(settings)
+                preflight(settings)
                 _run_children(settings, workdir, rate, duration_s, incident, debug, plain)
             except KeyboardInterrupt as exc:
                 how = "Ctrl-C" if not isinstance(exc, Stop) else str(exc)
