@@ -19,13 +19,16 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from expmon.dashboards.generate import WEB_VITALS, dashboard_json
 from expmon.kafka.admin import default_topic_specs, ensure_topics
+from expmon.local.procs import LocalPrometheus
 from expmon.replay.run import ReplayOptions, run_replay
 from schemas import codec
 from tests.integration.browser import headless_chromium
 from tests.integration.collector_process import CollectorProcess
 from tests.integration.conftest import SettingsFactory
 from tests.integration.shop_server import PAGES, Shop
+from tests.integration.test_dashboards import PromQuery, expand, panel_targets, variable_values
 from tests.integration.worker_process import WorkerProcess, read_topic
 
 VITALS = ("ttfb_ms", "fcp_ms", "lcp_ms", "inp_ms", "cls")
@@ -94,6 +97,24 @@ def one_gauge(samples: Samples, labels: dict[str, str], name: str, **more: str) 
     return values[0]
 
 
+def dashboard_failures(prom: PromQuery, timeout: float = 30.0) -> list[str]:
+    """The Core Web Vitals dashboard's panel queries on the real Prometheus scraping the
+    worker, the way Grafana sends them (test_dashboards' harness); [] when all have data."""
+    board = dashboard_json(WEB_VITALS)
+    values = variable_values(board)
+    deadline = time.monotonic() + timeout
+    while True:
+        range_s = max(60, int(time.time() - prom.since))
+        problems = [
+            f"{title} [{target['refId']}]: {why}"
+            for title, target in panel_targets(board)
+            if (why := prom.evaluate(expand(target["expr"], values, range_s), target["instant"]))
+        ]
+        if not problems or time.monotonic() > deadline:
+            return problems
+        time.sleep(2)
+
+
 def test_snippet_in_chromium_to_kafka_through_the_collector(
     settings_factory: SettingsFactory, tmp_path: Path
 ) -> None:
@@ -107,7 +128,13 @@ def test_snippet_in_chromium_to_kafka_through_the_collector(
             idle_partition_timeout_seconds=1,
         )
         ensure_topics(settings, default_topic_specs(settings))
-        worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+        worker = WorkerProcess(settings, tmp_path / "worker.log")
+        prometheus = LocalPrometheus(
+            tmp_path / "prometheus", [f"127.0.0.1:{worker.port}"], [], interval="1s"
+        )
+        prometheus.start()
+        since = time.time()
+        worker.start()
         collector = CollectorProcess(settings, tmp_path / "collector.log").start()
         shop.collector_url = collector.url
         driver = headless_chromium(tmp_path / "chromium-profile")
@@ -125,9 +152,12 @@ def test_snippet_in_chromium_to_kafka_through_the_collector(
             records = wait_for_records(settings, settings.topic_page_loads, len(PAGES))
             letters = read_topic(settings, settings.topic_dlq, timeout_ms=1000)
             live = wait_for_vitals(worker, {e["page"] for e in sent})
+            board = dashboard_failures(PromQuery(prometheus, since))
         finally:
+            prometheus.stop()
             assert collector.stop() == 0, collector.log_tail()
             assert worker.stop() == 0, worker.log_tail()
+    assert not board, "Core Web Vitals panels without data:\n" + "\n".join(board)
     # The worker's processors over what arrived (replay: the same stage and merger, with the
     # range's end as the final watermark, so every window is closed now)
     report_path = tmp_path / "replay.json"
