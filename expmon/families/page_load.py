@@ -292,12 +292,16 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         page = self.pages(event["page"])
         device: str = event["device"]
         key = (page, device, self.regions(event["region"]))
-        acc = windows.accumulator(event_ms, key)
-        self.vitals.add(acc.vitals, event)
+        if self.vitals.carries(event):
+            # per page and device only (region `all`): per-region sketches of five vitals
+            # would multiply the state, partials and merge work by the region count
+            self.vitals.add(windows.accumulator(event_ms, (page, device, ALL)).vitals, event)
         if event.get("load_ms") is None:
             return  # vital-only (a beacon): no load figures, not a page view for bounce
         load_ms = float(event["load_ms"])
-        acc.add(load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"])
+        windows.accumulator(event_ms, key).add(
+            load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
+        )
         self.histogram.observe(page, device, load_ms)
         self._track_session(windows, event["session_id"], event_ms, key)
 

@@ -157,6 +157,9 @@ def test_replay_equals_the_live_run_and_touches_nothing_live(
             assert rows(replayed[key]) == rows(view), key
             compared += 1
     assert compared > 50
+    # Core Web Vitals rows (p75 sketches, rating counts, assessment) among them
+    vital_rows = [r for v in live.values() for r in v["rows"] if r.get("kind") == "web_vital"]
+    assert {r["vital"] for r in vital_rows} == {"lcp", "inp", "cls", "fcp", "ttfb"}
     # Replay closes the rest at the end of the range; live still holds the last window open.
     assert max(w["end_ms"] for w in report["windows"]) > live_through
 

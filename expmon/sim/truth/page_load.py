@@ -159,8 +159,8 @@ def web_vitals_truth(
 ) -> list[TruthRow]:
     """Core Web Vitals rows, from the events alone (vital-only events included).
 
-    Per view, window end and (page, device, region | "all"): a `web_vital` row for each
-    vital with samples in the range (samples, exact p75 = rank floor(0.75 * (n - 1)),
+    Per view, window end and (page, device, "all") (no per-region vitals): a `web_vital`
+    row for each vital with samples in the range (samples, exact p75 = rank floor(0.75 * (n - 1)),
     rating of that p75, counts and shares per rating), then a `cwv` row where LCP, INP or
     CLS has samples: the p75 rating of each and `pass` (LCP, INP and CLS good; INP
     unmeasured: LCP and CLS good; LCP or CLS unmeasured: None).
@@ -171,13 +171,12 @@ def web_vitals_truth(
     base: dict[tuple[_Group, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for event in dedupe(events):
         index = parse_event_time_ms(event["occurred_at"]) // window_ms
-        page, device, region = event["page"], event["device"], event["region"]
+        page, device = event["page"], event["device"]
         for vital, (name, _g, _p) in WEB_VITALS.items():
             value = event.get(name)
             if value is None:
                 continue
-            base[((page, device, region), vital)][index].append(value)
-            base[((page, device, ALL), vital)][index].append(value)
+            base[((page, device, ALL), vital)][index].append(value)  # per page and device
     rows: list[TruthRow] = []
     for view_order, (view, k) in enumerate(views):
         ratings: dict[tuple[int, _Group], dict[str, str]] = defaultdict(dict)

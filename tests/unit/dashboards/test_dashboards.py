@@ -75,13 +75,14 @@ def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
 
 
 def test_five_dashboards_with_unique_uids_and_titles() -> None:
-    assert len({b["uid"] for b in BOARDS}) == len({b["title"] for b in BOARDS}) == 5
+    assert len({b["uid"] for b in BOARDS}) == len({b["title"] for b in BOARDS}) == 6
     assert {b["uid"] for b in BOARDS} == {
         "expmon-overview",
         "expmon-pages",
         "expmon-checkout",
         "expmon-logistics",
         "expmon-pipeline",
+        "expmon-web-vitals",
     }
 
 
