@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         3, ge=1, description="partitions for topics `expmon topics` creates"
     )
 
+    sim_delivery_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="simulate: re-send a record the broker did not acknowledge until this "
+        "long after its first try (rides out a broker restart), then fail",
+    )
+
     # --- Metrics endpoint --------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9477, ge=0, le=65535)
