@@ -32,7 +32,7 @@ from streams.state import TableState
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
-PROBE_SECONDS = 1.0
+PROBE_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 5.0
 STALL_SECONDS = 30.0  # lag on the broker and nothing applied this long: not consuming
 
