@@ -70,6 +70,7 @@ class MergeOutput:
     ignored_partials: int = 0
     revisions: int = 0  # views emitted again because a correctable window changed
     sealed_unsettled: int = 0  # windows sealed by the horizon before data settled them
+    expired_partials: int = 0  # partials that came after their window's horizon
 
 
 def view_windows(window_seconds: int, rolling_views: Iterable[str]) -> list[tuple[str, int]]:
@@ -132,10 +133,20 @@ class WindowMerger(Generic[A]):
 
     def _add_partial(self, msg: dict[str, Any], out: MergeOutput) -> None:
         start = int(msg["start"])
-        emitted = self.final_through is not None and start + self.window_ms <= self.final_through
+        end = start + self.window_ms
+        emitted = self.final_through is not None and end <= self.final_through
         if emitted and start not in self.correctable:
-            out.ignored_partials += 1
-            return
+            # Emitted while some partition was only shown (perhaps with nothing to show
+            # yet): correctable until every partition's own data passed it, or the horizon.
+            settled = self.settled_through()
+            if settled is not None and end <= settled:
+                out.ignored_partials += 1  # a redelivery: it has all its data already
+                return
+            if end <= (self.final_through or 0) - self.correction_horizon_ms:
+                out.ignored_partials += 1
+                out.expired_partials += 1
+                return
+            self.correctable.add(start)
         slot = (int(msg["partition"]), int(msg["part"]))
         slots = self.pending.setdefault(start, {})
         self._mark_shown(start, slot, bool(msg.get("provisional")), out)

@@ -236,12 +236,20 @@ def test_two_workers_with_quiet_partitions_equal_a_replay_for_every_family(
             progress["missing"] = missing = [
                 f.name for f in FAMILIES if f"{f.name}/1h/{through}" not in views
             ]
+            progress["near"] = sorted(
+                (k, v.get("revision"), len(v["rows"]))
+                for k, v in views.items()
+                if abs(v["end_ms"] - through) <= 2 * MINUTE and "/1h/" in k
+            )
+            progress["through"] = through
             return not missing
 
         try:
             wait_for(done, 300, "every event and the last windows", workers[0])
-        except AssertionError as exc:
-            raise AssertionError(f"{progress} of {total}: {exc}") from None
+        except AssertionError:
+            status = [line for line in workers[0].log_tail(400).splitlines() if "merge[" in line]
+            status += [line for line in workers[1].log_tail(400).splitlines() if "merge[" in line]
+            raise AssertionError(f"{progress} of {total}: {status[-6:]}") from None
         time.sleep(3)  # the last corrections
         revisions = sum(
             v

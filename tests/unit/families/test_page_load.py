@@ -368,3 +368,70 @@ def test_label_limits_are_the_same_across_workers_restarts_and_batching(
     checkpoint_store.restore(second, range(3))
     outs += run(second, [records[i : i + 211] for i in range(resume, len(records), 211)])
     assert labelled_rows(outs, limited) == reference
+
+
+def test_a_client_clock_far_ahead_is_clock_skew_and_changes_nothing_else(
+    settings: Settings,
+) -> None:
+    stamp = T0 + 10_000  # when the broker took the records
+    ahead = event(1, stamp + 20 * 3_600_000, 100)  # inside max_future, 20 h ahead
+    on_time = [event(2 + i, T0 + i * 1000, 100) for i in range(5)]
+    records = [
+        RawRecord(0, 0, None, codec.dumps(on_time[0]), stamp),
+        RawRecord(0, 1, None, codec.dumps(ahead), stamp),
+        *[RawRecord(0, 2 + i, None, codec.dumps(e), stamp) for i, e in enumerate(on_time[1:])],
+    ]
+    stage = PageLoadStage(settings, "t", 1, live=False)
+    out = stage.process(records, now_ms=stamp)
+    assert out.counts == {"accepted": 5, "invalid": 1, "late": 0, "duplicate": 0}
+    [letter] = out.dead_letters
+    assert letter.reason == "clock_skew"
+    assert codec.loads(letter.value) == ahead  # as it was sent
+    assert stage.partitions[0].max_event_ms == T0 + 4000  # the skewed event moved nothing
+
+
+@pytest.mark.parametrize("reason", ["late", "clock_skew"])
+def test_set_aside_events_of_an_array_carry_their_batch_index(
+    settings: Settings, reason: str
+) -> None:
+    stamp = T0 + 600_000
+    stage = PageLoadStage(settings, "t", 1, live=False)
+    stage.process([RawRecord(0, 0, None, codec.dumps(event(0, T0 + 300_000, 100)), stamp)])
+    odd = T0 if reason == "late" else stamp + 3_600_000
+    batch = [event(1, T0 + 300_500, 100), event(2, odd, 100), event(3, T0 + 301_000, 100)]
+    out = stage.process([RawRecord(0, 1, None, codec.dumps(batch), stamp)])
+    [letter] = out.dead_letters
+    assert letter.reason == reason
+    assert dict(letter.headers)["expmon-batch-index"] == b"1"
+    assert codec.loads(letter.value) == batch[1]
+
+
+def test_data_for_windows_emitted_while_every_partition_was_empty_corrects_them(
+    settings: Settings,
+) -> None:
+    """A worker starts on empty topics: every partition is idle and shown up to the wall
+    clock, so the merge emits far ahead of any data. Data that then arrives with older
+    event times is not lost: it corrects those windows."""
+    stage = PageLoadStage(settings, "t", 2, live=True)
+    merger = new_page_load_merger(settings)
+    results = merger.apply(stage.tick({0: T0 + 3_600_000, 1: T0 + 3_600_000}).partials).results
+    assert merger.final_through == T0 + 3_600_000 and results == []
+    records = [
+        RawRecord(i % 2, i // 2, None, codec.dumps(event(i, T0 + i * 1000, 100 + i)))
+        for i in range(400)
+    ]
+    out = stage.process(records, now_ms=T0)
+    assert out.counts["accepted"] == 400
+    results += merger.apply(out.partials).results
+    flush = [
+        RawRecord(p, 200, None, codec.dumps(event(900 + p, T0 + 4_000_000, 100))) for p in (0, 1)
+    ]
+    results += merger.apply(stage.process(flush, now_ms=T0).partials).results
+    replay = PageLoadStage(settings, "t", 2, live=False)
+    replayed = new_page_load_merger(settings).apply(
+        replay.process(records + flush, now_ms=T0).partials
+    )
+    want = {r.record_key: r.rows for r in replayed.results}
+    got = {r.record_key: r.rows for r in results}
+    for key, rows in want.items():
+        assert got[key] == rows, key
