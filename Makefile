@@ -13,9 +13,9 @@ BIN := $(VENV)/bin
 PYPROJECT_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
-.PHONY: install system-deps venv kafka-jars lint unit integration test demo bench
+.PHONY: install system-deps venv kafka-jars web-deps snippet lint unit integration test demo bench
 
-install: system-deps venv kafka-jars
+install: system-deps venv kafka-jars web-deps
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -30,6 +30,20 @@ $(STAMP):
 
 kafka-jars: venv
 	$(BIN)/python -m expmon.local.kafka fetch
+
+# The page snippet's npm packages (web-vitals, esbuild), pinned by web/package-lock.json.
+WEB_STAMP := web/node_modules/.installed-$(shell sha256sum web/package-lock.json | cut -c1-16)
+
+web-deps: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+# Rebuild the committed bundle web/dist/expmon-snippet.js from web/src (commit the result:
+# tests/unit/web/test_snippet.py fails when they differ).
+snippet: web-deps
+	cd web && npm run -s build
 
 lint: venv
 	$(BIN)/ruff check .

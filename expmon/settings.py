@@ -6,13 +6,25 @@ down; nothing reads the environment after that.
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from expmon.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "EXPMON_"
+# EXPMON_* variables that are not settings but are read on purpose elsewhere.
+OTHER_ENV = frozenset({"EXPMON_SERVICES"})
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -54,6 +66,15 @@ class Settings(BaseSettings):
     # --- Metrics endpoint --------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9477, ge=0, le=65535)
+    series_budget: int = Field(
+        10_000,
+        ge=100,
+        description="most series one /metrics page holds; past it, series are dropped in a "
+        "documented order (breakdowns and the longest tail first) and counted",
+    )
+    metrics_max_age_seconds: float = Field(
+        1.0, ge=0, description="scrapes within this of a render get its cached bytes"
+    )
 
     # --- Windows -----------------------------------------------------------
     window_seconds: int = Field(60, ge=1)
@@ -63,7 +84,7 @@ class Settings(BaseSettings):
         gt=0,
         description="live mode: a partition with nothing new on the broker this long is shown",
     )
-    rolling_views: tuple[str, ...] = ("5m", "15m", "1h")
+    rolling_views: Annotated[tuple[str, ...], NoDecode] = ("5m", "15m", "1h")
 
     # --- Page loads --------------------------------------------------------
     slow_threshold_seconds: float = Field(3.0, gt=0)
@@ -71,6 +92,13 @@ class Settings(BaseSettings):
         2.5, gt=0, description="Apdex T: satisfied <= T, tolerating <= 4T"
     )
     max_pages: int = Field(50, ge=1, description="distinct page labels before `other`")
+    # Core Web Vitals ratings (Google's thresholds): good <= first, poor > second
+    # (EXPMON_LCP_THRESHOLDS_SECONDS=2.5,4 or [2.5,4])
+    lcp_thresholds_seconds: Annotated[tuple[float, float], NoDecode] = (2.5, 4.0)
+    inp_thresholds_seconds: Annotated[tuple[float, float], NoDecode] = (0.2, 0.5)
+    cls_thresholds: Annotated[tuple[float, float], NoDecode] = (0.1, 0.25)
+    fcp_thresholds_seconds: Annotated[tuple[float, float], NoDecode] = (1.8, 3.0)
+    ttfb_thresholds_seconds: Annotated[tuple[float, float], NoDecode] = (0.8, 1.8)
     max_regions: int = Field(20, ge=1, description="distinct region labels before `other`")
 
     # --- Journeys (event-time timeouts) ------------------------------------
@@ -94,7 +122,7 @@ class Settings(BaseSettings):
     )
 
     # --- Alerting ----------------------------------------------------------
-    rules_files: tuple[Path, ...] = Field(
+    rules_files: Annotated[tuple[Path, ...], NoDecode] = Field(
         (), description="alert rule files applied on top of alerts/defaults.yml, in order"
     )
     alertmanager_url: str = Field(
@@ -111,6 +139,11 @@ class Settings(BaseSettings):
     )
     external_url: str = Field(
         "", description="base of alert generatorURLs (default: the worker's metrics address)"
+    )
+    runbook_base_url: str = Field(
+        "https://github.com/expmon/expmon/blob/main/",
+        description="relative runbook_urls of alert rules (docs/runbooks.md#...) resolve "
+        "against this: point it at your copy of the repository or wiki",
     )
     telemetry_interval_seconds: float = Field(
         2.0, gt=0, description="how often workers report pipeline telemetry to the alert engine"
@@ -180,6 +213,28 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default_factory=lambda: default_cache_dir() / "state")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator(
+        "rolling_views",
+        "rules_files",
+        "lcp_thresholds_seconds",
+        "inp_thresholds_seconds",
+        "cls_thresholds",
+        "fcp_thresholds_seconds",
+        "ttfb_thresholds_seconds",
+        mode="before",
+    )
+    @classmethod
+    def _list_from_text(cls, value: Any) -> Any:
+        """A list variable as a JSON list (`["a.yml","b.yml"]`) or comma separated (`a,b`)."""
+        return split_list(value) if isinstance(value, str) else value
+
+    @field_validator("alertmanager_url", "external_url")
+    @classmethod
+    def _urls_parse(cls, value: str) -> str:
+        for url in split_list(value):
+            check_http_url(url)
+        return value
+
     @field_validator("rolling_views")
     @classmethod
     def _views_parse(cls, views: tuple[str, ...]) -> tuple[str, ...]:
@@ -187,15 +242,30 @@ class Settings(BaseSettings):
             parse_duration_seconds(view)
         return views
 
+    @field_validator(
+        "lcp_thresholds_seconds",
+        "inp_thresholds_seconds",
+        "cls_thresholds",
+        "fcp_thresholds_seconds",
+        "ttfb_thresholds_seconds",
+    )
+    @classmethod
+    def _thresholds_ordered(cls, pair: tuple[float, float]) -> tuple[float, float]:
+        good, poor = pair
+        if not 0 <= good <= poor < float("inf"):
+            raise ValueError("thresholds are [good, poor] with 0 <= good <= poor")
+        return pair
+
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Environment first, then non-None flag values on top; errors become ConfigError."""
         given = {k: v for k, v in overrides.items() if v is not None}
+        warn_unknown_env(os.environ)
         try:
             return cls(**given)
         except ValidationError as exc:
-            lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-            raise ConfigError("invalid settings: " + "; ".join(lines)) from exc
+            problems = "; ".join(map(_problem, exc.errors()))
+            raise ConfigError(f"invalid settings: {problems}") from exc
 
     @property
     def window_ms(self) -> int:
@@ -208,6 +278,21 @@ class Settings(BaseSettings):
     @property
     def views(self) -> tuple[str, ...]:
         return ("1m", *self.rolling_views)
+
+    @property
+    def web_vital_thresholds(self) -> dict[str, tuple[float, float]]:
+        """vital -> (good, poor) limits in the vital's event unit (ms; CLS unitless)."""
+
+        def ms(pair: tuple[float, float]) -> tuple[float, float]:
+            return (round(pair[0] * 1000, 6), round(pair[1] * 1000, 6))  # 0.7 s -> 700.0 ms
+
+        return {
+            "lcp": ms(self.lcp_thresholds_seconds),
+            "inp": ms(self.inp_thresholds_seconds),
+            "cls": self.cls_thresholds,
+            "fcp": ms(self.fcp_thresholds_seconds),
+            "ttfb": ms(self.ttfb_thresholds_seconds),
+        }
 
     @property
     def alertmanager_urls(self) -> tuple[str, ...]:
@@ -227,3 +312,62 @@ def parse_duration_seconds(text: str) -> int:
     if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
         raise ValueError(f"not a duration like 5m, 1h: {text!r}")
     return int(text[:-1]) * units[text[-1]]
+
+
+def split_list(text: str) -> list[str]:
+    """'a, b' or '["a", "b"]' -> ['a', 'b'] (empty items dropped)."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            items = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list: {exc}") from None
+        if not isinstance(items, list):
+            raise ValueError("not a JSON list")
+        return [str(item).strip() for item in items if str(item).strip()]
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def check_http_url(url: str) -> None:
+    """ValueError unless `url` is http(s)://host[:port][/path]."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{url!r} is not a URL like http://host:9093")
+    try:
+        parsed.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        raise ValueError(f"{url!r} has a bad port") from None
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One pydantic error as `EXPMON_NAME=value: why`, the name a user set."""
+    field = ".".join(map(str, error["loc"]))
+    name = f"{ENV_PREFIX}{field.split('.')[0].upper()}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    secret = "password" in field
+    shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
+    return f"{name}{shown}: {message}"
+
+
+_warned: set[str] = set()
+
+
+def known_env() -> list[str]:
+    return sorted({f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields} | OTHER_ENV)
+
+
+def warn_unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """Warn (once per name and process) about EXPMON_* variables no setting reads, with the
+    closest known name: a typo must not be silently ignored. Returns the warnings."""
+    known = known_env()
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name in _warned:
+            continue
+        _warned.add(name)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"unknown environment variable {name} is ignored{hint}")
+        log.warning("%s", lines[-1])
+    return lines

@@ -46,7 +46,11 @@ LOGISTICS_STATUSES = (
 _CHECKOUT_STEP_SET = frozenset(CHECKOUT_STEPS)
 _LOGISTICS_STATUS_SET = frozenset(LOGISTICS_STATUSES)
 _OPTIONAL_WEB_VITALS = ("ttfb_ms", "fcp_ms", "lcp_ms", "inp_ms", "cls")
+WEB_VITAL_FIELDS = _OPTIONAL_WEB_VITALS  # optional page-load fields; one is enough without load_ms
 MAX_STRING = 256
+# C0 and C1 control characters (and DEL): never valid in a label value. prometheus_client
+# escapes only backslash, quote and newline, so a CR or NUL would corrupt the exposition.
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 
 
 class EventFamily(StrEnum):
@@ -102,6 +106,41 @@ def _duration(event: Event, name: str, required: bool) -> None:
         raise InvalidEvent(f"negative_value:{name}", str(value))
 
 
+def _label(event: Event, name: str) -> str:
+    """A required string that becomes a metric label: no control characters."""
+    value = _required_str(event, name)
+    # isprintable() is one C loop; only the rare non-printable value is inspected closer
+    # (non-printable but legitimate: a non-breaking space, a zero-width joiner...).
+    if not value.isprintable() and not _CONTROL.isdisjoint(value):
+        raise InvalidEvent(f"control_characters:{name}", repr(value)[:200])
+    return value
+
+
+def route_template(page: str) -> str:
+    """The route a `page` names: query string and fragment stripped (they carry ids, tokens
+    and e-mail addresses that must not become labels), and of an absolute URL only the path."""
+    if "?" in page or "#" in page:
+        page = page.split("#", 1)[0].split("?", 1)[0]
+    if "://" in page:
+        scheme, _, rest = page.partition("://")
+        if scheme.isalpha():  # http://host:port/path -> /path (userinfo and host dropped)
+            slash = rest.find("/")
+            page = rest[slash:] if slash >= 0 else "/"
+    return page
+
+
+def _page(event: Event) -> str:
+    """The event's route template (set by the caller once every check passed, so that a
+    dead letter keeps the page as it was sent)."""
+    page = event.get("page")
+    if type(page) is not str or not _is_str(page) or not page.isprintable():
+        page = _label(event, "page")
+    route = route_template(page)
+    if not route:
+        raise InvalidEvent("empty_route:page", f"{page!r} holds no route before ? or #")
+    return route
+
+
 def _is_str(value: object) -> bool:
     return type(value) is str and 0 < len(value) <= MAX_STRING
 
@@ -109,6 +148,11 @@ def _is_str(value: object) -> bool:
 def _is_duration(value: object) -> bool:
     # NaN and infinities fail the range test and take the slow path, which names them.
     return (type(value) is int or type(value) is float) and 0 <= value < math.inf
+
+
+def _has_web_vital(event: Event) -> bool:
+    get = event.get
+    return any(get(name) is not None for name in _OPTIONAL_WEB_VITALS)
 
 
 def _common(event: Event, now_ms: int, max_future_ms: int) -> Event:
@@ -143,8 +187,9 @@ def _common(event: Event, now_ms: int, max_future_ms: int) -> Event:
         _enum(event, "device", DEVICES)
     if get("platform") not in PLATFORMS:
         _enum(event, "platform", PLATFORMS)
-    if not _is_str(get("region")):
-        _required_str(event, "region")
+    region = get("region")
+    if type(region) is not str or not _is_str(region) or not region.isprintable():
+        _label(event, "region")
     channel = get("channel")
     if channel is not None and channel not in CHANNELS:
         _enum(event, "channel", CHANNELS, required=False)
@@ -165,14 +210,18 @@ def make_validators(max_future_ms: int) -> dict[EventFamily, Validator]:
     def page_load(event: Event, now_ms: int) -> Event:
         _common(event, now_ms, max_future_ms)
         get = event.get
-        if not _is_str(get("page")):
-            _required_str(event, "page")
-        if not _is_duration(get("load_ms")):
+        route = _page(event)
+        load = get("load_ms")
+        if not _is_duration(load) and (load is not None or not _has_web_vital(event)):
+            # vital-only events (a web-vitals or Faro beacon) may leave load_ms out
+            if load is None:
+                raise InvalidEvent("missing_field:load_ms", "load_ms or at least one web vital")
             _duration(event, "load_ms", required=True)
         for name in _OPTIONAL_WEB_VITALS:
             value = get(name)
             if value is not None and not _is_duration(value):
                 _duration(event, name, required=False)
+        event["page"] = route
         return event
 
     def checkout(event: Event, now_ms: int) -> Event:
@@ -181,10 +230,10 @@ def make_validators(max_future_ms: int) -> dict[EventFamily, Validator]:
         _enum(event, "step", _CHECKOUT_STEP_SET)
         step = event["step"]
         if step in PAYMENT_STEPS:
-            _required_str(event, "payment_provider")
-            _required_str(event, "payment_method")
+            _label(event, "payment_provider")
+            _label(event, "payment_method")
         if step == "payment_failed":
-            _required_str(event, "failure_reason")
+            _label(event, "failure_reason")
         _duration(event, "amount", required=False)
         _optional_str(event, "currency")
         _optional_str(event, "order_id")
@@ -194,8 +243,8 @@ def make_validators(max_future_ms: int) -> dict[EventFamily, Validator]:
         _common(event, now_ms, max_future_ms)
         _required_str(event, "order_id")
         _enum(event, "status", _LOGISTICS_STATUS_SET)
-        _required_str(event, "carrier")
-        _required_str(event, "warehouse")
+        _label(event, "carrier")
+        _label(event, "warehouse")
         _optional_str(event, "tracking_id")
         promised = event.get("promised_by")
         if promised is not None:

@@ -13,8 +13,9 @@ from schemas import codec
 from schemas.errors import InvalidEvent
 from schemas.events import Event, EventFamily, make_validators
 
-# What validators add to an event (event time, parsed promise): never part of the wire form.
-ANNOTATIONS = ("_t", "_promised_ms")
+# What validation adds to an event (event time, parsed promise, position in its batch):
+# never part of the wire form.
+ANNOTATIONS = ("_t", "_promised_ms", "_i")
 
 
 def strip_annotations(event: Event) -> Event:

@@ -21,6 +21,8 @@ need_package() { # need_package PACKAGE (for packages without a telling command 
 }
 
 need_command make make
+# tmux drives `expmon demo` in a real terminal in the demo's integration test
+need_command tmux tmux
 # openssl makes the throw-away CA of the local broker's TLS listeners (integration tests)
 need_command openssl openssl
 need_command java openjdk-17-jre-headless

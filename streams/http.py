@@ -1,9 +1,8 @@
 """The worker's HTTP endpoints: /metrics, /healthz, /readyz and /alerts (aiohttp).
 
-/metrics is prometheus_client's own aiohttp exposition over the worker's registry, so
-`?name[]=...` narrows the page (a cheap poll of one counter: the whole page costs the
-event loop tens of ms) and `Accept` picks the text or OpenMetrics format as
-prometheus_client does everywhere.
+/metrics serves pages rendered off the event loop within the series budget
+(`expmon.exposition.render`): `?name[]=...` narrows the page and `Accept` picks the text
+or OpenMetrics format as prometheus_client does everywhere.
 """
 
 from __future__ import annotations
@@ -11,9 +10,9 @@ from __future__ import annotations
 import logging
 import time
 
-from aiohttp import web
-from prometheus_client.aiohttp import make_aiohttp_handler
+from aiohttp import hdrs, web
 
+from expmon.exposition.render import Exposition
 from schemas import codec
 from streams.alerting import AlertRunner
 from streams.runtime import Runtime
@@ -21,7 +20,16 @@ from streams.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def routes(rt: Runtime, alerts: AlertRunner | None) -> list[web.RouteDef]:
+def routes(
+    rt: Runtime, alerts: AlertRunner | None, exposition: Exposition | None = None
+) -> list[web.RouteDef]:
+    pages = exposition or new_exposition(rt)
+
+    async def metrics(request: web.Request) -> web.Response:
+        accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
+        page = await pages.page(accept, request.query.getall("name[]", []))
+        return web.Response(body=page.body, headers={hdrs.CONTENT_TYPE: page.content_type})
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "ok", "uptime_seconds": round(time.time() - rt.started_wall, 1)}
@@ -47,17 +55,29 @@ def routes(rt: Runtime, alerts: AlertRunner | None) -> list[web.RouteDef]:
         return web.Response(body=codec.dumps(body), content_type="application/json")
 
     return [
-        # compression off: a scrape on the loopback gains nothing from gzip but CPU
-        web.get("/metrics", make_aiohttp_handler(rt.metrics.registry, disable_compression=True)),
+        web.get("/metrics", metrics),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/alerts", alert_instances),
     ]
 
 
+def new_exposition(rt: Runtime) -> Exposition:
+    settings = rt.settings
+    return Exposition(
+        rt.metrics, settings.series_budget, settings.views, settings.metrics_max_age_seconds
+    )
+
+
 async def serve(rt: Runtime, alerts: AlertRunner | None) -> None:
     web_app = web.Application()
-    web_app.add_routes(routes(rt, alerts))
+    exposition = new_exposition(rt)
+    web_app.add_routes(routes(rt, alerts, exposition))
+
+    async def close(_app: web.Application) -> None:
+        exposition.close()
+
+    web_app.on_cleanup.append(close)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, rt.settings.metrics_host, rt.settings.metrics_port)

@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 
 from expmon.alerting.rules import Rule
 from expmon.alerting.signals import Row, format_value
+from expmon.alerting.stats import interval
 from expmon.engine.merge import ViewResult
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,93 @@ class Observation:
     start_ms: int | None = None  # the window read, for the replay hint
     end_ms: int | None = None
     samples: tuple[str, ...] = ()  # a few event ids behind the value
+    count: float | None = None  # ratio signals: the numerator (`count` of `volume`)
+    baseline: float | None = None  # baseline rules: the trailing ratio compared against
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A rule's verdict on one observation."""
+
+    enough_volume: bool
+    breached: bool  # the observed value is past the threshold
+    significant: bool  # ... and so is the interval's bound (always, without significance)
+    bound: float | None  # the conservative value judged, None without significance
+
+
+def judge(rule: Rule, obs: Observation) -> Judgement:
+    """Volume, then the observed value, then (ratio rules) the interval's bound in the
+    direction of the rule: `>` needs the lower bound above the threshold, `<` the upper
+    bound below it. A baseline rule's value is 1 - ratio/baseline, so its bound uses the
+    other end of the ratio's interval."""
+    enough = obs.volume >= rule.min_volume
+    breached = enough and rule.breached(obs.value)
+    if rule.significance == "none" or obs.count is None or obs.volume <= 0:
+        return Judgement(enough, breached, breached, None)
+    low, high = interval(rule.significance, obs.count, obs.volume, rule.confidence)
+    if obs.baseline is not None and obs.baseline > 0:
+        bound = 1.0 - (high if rule.op == ">" else low) / obs.baseline
+    else:
+        bound = low if rule.op == ">" else high
+    return Judgement(enough, breached, breached and rule.breached(bound), bound)
+
+
+def evidence(rule: Rule, obs: Observation, verdict: Judgement | None = None) -> str:
+    """`3.7 % (2 of 54) — not significant: 95 % Wilson lower bound 1.0 % <= 3.0 %`."""
+    verdict = verdict or judge(rule, obs)
+    unit = "ratio" if rule.baseline_ms is not None else rule.signal.unit
+    text = format_value(obs.value, unit)
+    if obs.count is not None:
+        text += f" ({obs.count:.0f} of {obs.volume:.0f})"
+    if verdict.bound is None:
+        return text
+    side = "lower" if (rule.op == ">") else "upper"
+    method = rule.significance.capitalize()
+    level = f"{rule.confidence * 100:g} % {method} {side} bound {format_value(verdict.bound, unit)}"
+    threshold = format_value(rule.threshold, unit)
+    if verdict.significant:
+        return f"{text}; {level} {rule.op} {threshold}"
+    if verdict.breached:
+        negated = "<=" if rule.op == ">" else ">="
+        return f"{text} — not significant: {level} {negated} {threshold}"
+    return text
+
+
+@dataclass
+class RuleStats:
+    """What a rule saw over its evaluations: why it fired or why it did not (reports)."""
+
+    evaluations: int = 0
+    observations: int = 0
+    max_volume: float = 0.0
+    with_volume: int = 0  # observations with at least min_volume
+    breaches: int = 0  # ... whose value was past the threshold
+    not_significant: int = 0  # ... but whose interval bound was not
+    peak: float | None = None  # the worst value with enough volume
+    peak_group: tuple[str, ...] = ()
+    peak_evidence: str = ""
+    peak_end_ms: int | None = None  # the end of the window it was seen in
+    near_miss: str = ""  # the worst breach that was not significant, described
+    no_baseline: int = 0  # groups skipped: their baseline held too little volume yet
+
+    def add(self, rule: Rule, obs: Observation, verdict: Judgement) -> None:
+        self.observations += 1
+        self.max_volume = max(self.max_volume, obs.volume)
+        if not verdict.enough_volume:
+            return
+        self.with_volume += 1
+        worse = self.peak is None or (
+            obs.value > self.peak if rule.op == ">" else obs.value < self.peak
+        )
+        if worse:
+            self.peak, self.peak_group = obs.value, obs.group
+            self.peak_evidence = evidence(rule, obs, verdict)
+            self.peak_end_ms = obs.end_ms
+        if verdict.breached:
+            self.breaches += 1
+            if not verdict.significant:
+                self.not_significant += 1
+                self.near_miss = self.near_miss or evidence(rule, obs, verdict)
 
 
 def row_samples(rows: Iterable[Row], limit: int = 3) -> tuple[str, ...]:
@@ -70,6 +158,7 @@ class AlertInstance:
     resolved_at_ms: int | None = None  # event time of the resolve (as fired_at_ms)
     starts_at: float | None = None  # wall clock (s) of firing: Alertmanager's startsAt
     ends_at: float | None = None  # wall clock (s) of the resolve
+    peak: float | None = None  # the worst value while active (reports: peak vs threshold)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,6 +289,7 @@ class AlertEngine:
         self.clock = clock
         self.instances: dict[str, AlertInstance] = {}
         self.baselines = Baselines()
+        self.stats: dict[str, RuleStats] = {r.id: RuleStats() for r in self.rules}
 
     # ------------------------------------------------------------------ inputs
     def evaluate_view(self, result: ViewResult) -> EngineOutput:
@@ -247,13 +337,21 @@ class AlertEngine:
             if den <= 0:
                 continue
             value = num / den
+            baseline = None
             if rule.baseline_ms is not None:
                 b_num, b_den = self.baselines.level(rule, group, result.start_ms)
                 if b_den < rule.baseline_min_volume or b_den <= 0 or b_num <= 0:
+                    self.stats.setdefault(rule.id, RuleStats()).no_baseline += 1
                     continue  # no trustworthy baseline yet
-                value = 1.0 - value / (b_num / b_den)
+                baseline = b_num / b_den
+                value = 1.0 - value / baseline
             samples = row_samples(rows_by_group.get(group, ()))
-            observations.append(Observation(group, value, den, **span, samples=samples))
+            observations.append(
+                Observation(
+                    group, value, den, **span, samples=samples, count=round(num, 6),
+                    baseline=baseline,
+                )
+            )  # fmt: skip
         return observations
 
     # ------------------------------------------------------------------ state machine
@@ -284,6 +382,8 @@ class AlertEngine:
             "threshold": f"{rule.threshold:g}",
             "window": rule.window or "",
         }
+        if obs.count is not None:
+            annotations["evidence"] = evidence(rule, obs)
         if rule.runbook_url:
             annotations["runbook_url"] = rule.runbook_url
         if obs.samples:
@@ -306,8 +406,12 @@ class AlertEngine:
         can_clear: bool = True,
     ) -> None:
         breaching: set[str] = set()
+        stats = self.stats.setdefault(rule.id, RuleStats())
+        stats.evaluations += 1
         for obs in observations:
-            if obs.volume < rule.min_volume or not rule.breached(obs.value):
+            verdict = judge(rule, obs)
+            stats.add(rule, obs, verdict)
+            if not verdict.significant:
                 continue
             labels = self._labels(rule, obs.group)
             fp = fingerprint(labels)
@@ -323,6 +427,9 @@ class AlertEngine:
             else:
                 inst.annotations, inst.value, inst.volume = annotations, obs.value, obs.volume
                 inst.cleared_since_ms = None
+            worse = obs.value > (inst.peak or 0) if rule.op == ">" else obs.value < (inst.peak or 0)
+            if inst.peak is None or worse:
+                inst.peak = obs.value
             if inst.state == "pending" and now_ms - inst.active_since_ms >= rule.for_ms:
                 inst.state = "firing"
                 inst.fired_at_ms = now_ms

@@ -141,7 +141,11 @@ class PipelineTelemetry:
                 if start + BUCKET_MS > low:
                     pair[0] += counts.get("invalid", 0)
                     pair[1] += sum(counts.values())
-        return [Observation(g, inv / total, total) for g, (inv, total) in sums.items() if total]
+        return [
+            Observation(g, inv / total, total, count=inv)
+            for g, (inv, total) in sums.items()
+            if total
+        ]
 
     def _tracking(self, rule: Rule) -> list[Observation] | None:
         if not self.tracking:
@@ -154,4 +158,4 @@ class PipelineTelemetry:
                 pair = sums.setdefault((carrier,) if rule.by else (), [0, 0])
                 pair[0] += stale
                 pair[1] += tracked
-        return [Observation(g, s / n, n) for g, (s, n) in sorted(sums.items()) if n]
+        return [Observation(g, s / n, n, count=s) for g, (s, n) in sorted(sums.items()) if n]

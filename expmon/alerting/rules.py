@@ -16,16 +16,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from expmon.alerting.signals import Signal
+from expmon.alerting.stats import Method
 from expmon.errors import ExpmonError
 from expmon.settings import parse_duration_seconds
 
 Severity = Literal["info", "warning", "critical"]
 DEFAULT_VIEWS = ("1m", "5m", "15m", "1h")
+# Where relative `runbook_url`s (`docs/runbooks.md#x`) point: the project's repository.
+# Set EXPMON_RUNBOOK_BASE_URL to your own copy (Git host, wiki) so the links open there.
+DEFAULT_RUNBOOK_BASE_URL = "https://github.com/expmon/expmon/blob/main/"
 TEMPLATE_FIELDS = frozenset(
     {"alertname", "severity", "value", "threshold", "window", "volume", "labels", "signal"}
 )
@@ -86,6 +91,10 @@ class RuleSpec(BaseModel):
     summary: str | None = None
     description: str | None = None
     runbook_url: str = ""
+    # Ratio rules: fire only when the interval's bound is past the threshold (see stats);
+    # unset: wilson for ratio signals, none otherwise.
+    significance: Method | None = None
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
     enabled: bool = True
 
 
@@ -111,6 +120,8 @@ class Rule:
     description: str
     runbook_url: str
     origin: str = ""  # file:line, for messages
+    significance: Method = "none"
+    confidence: float = 0.95
 
     @property
     def id(self) -> str:
@@ -277,6 +288,11 @@ def _semantic(
     if spec.critical_threshold is not None and spec.severity == "critical":
         errors.append(("critical_threshold", "severity is already critical"))
     errors.extend(_domain(spec, signal))
+    if spec.significance not in (None, "none") and signal.unit != "ratio":
+        errors.append(
+            ("significance", f"{signal.name} is in {signal.unit}, not a ratio of counts: "
+             "significance applies to ratio signals only")
+        )  # fmt: skip
     for key in ("summary", "description"):
         text = getattr(spec, key)
         if text is not None:
@@ -322,7 +338,21 @@ def default_summary(signal: Signal, op: str) -> str:
     return "{signal} {value} " + op + " {threshold} over {window} for {labels}"
 
 
-def _compile(spec: RuleSpec, origin: str, signal: Signal) -> list[Rule]:
+def default_significance(signal: Signal) -> Method:
+    """Ratio signals are counts (failures of attempts, bounces of sessions...): judged by
+    the Wilson interval unless a rule says otherwise."""
+    return "wilson" if signal.unit == "ratio" else "none"
+
+
+def absolute_url(url: str, base: str) -> str:
+    """A rule's `runbook_url` as a link that opens from Alertmanager, Slack or PagerDuty:
+    absolute URLs stay, relative ones are resolved against `base`."""
+    if not url or urlsplit(url).scheme:
+        return url
+    return urljoin(base if base.endswith("/") else base + "/", url)
+
+
+def _compile(spec: RuleSpec, origin: str, signal: Signal, runbook_base_url: str) -> list[Rule]:
     by = tuple(spec.by)
     match = {k: v for k, v in signal.fixed.items() if k not in by}
     match.update(spec.where)
@@ -347,8 +377,10 @@ def _compile(spec: RuleSpec, origin: str, signal: Signal) -> list[Rule]:
             labels=dict(spec.labels),
             summary=spec.summary or default_summary(signal, spec.op),
             description=spec.description or signal.description,
-            runbook_url=spec.runbook_url,
+            runbook_url=absolute_url(spec.runbook_url, runbook_base_url),
             origin=origin,
+            significance=spec.significance or default_significance(signal),
+            confidence=spec.confidence,
         )
         for severity, threshold in levels
     ]
@@ -391,6 +423,7 @@ def parse_rules(
     views: Sequence[str] = DEFAULT_VIEWS,
     *,
     signals: Mapping[str, Signal],
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
 ) -> list[Rule]:
     """(name, YAML text) pairs, later ones overriding earlier ones -> compiled rules.
 
@@ -408,7 +441,8 @@ def parse_rules(
         for key, message in semantic:
             problems.append(RuleProblem(*source.where(key), f"{spec.alert}: {message}"))
         if not schema and not semantic and spec.enabled:
-            rules.extend(_compile(spec, "{}:{}".format(*source.start), signals[spec.signal]))
+            origin = "{}:{}".format(*source.start)
+            rules.extend(_compile(spec, origin, signals[spec.signal], runbook_base_url))
     if problems:
         order = {name: i for i, (name, _) in enumerate(texts)}
         problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
@@ -421,6 +455,7 @@ def load_rules(
     views: Sequence[str] = DEFAULT_VIEWS,
     *,
     signals: Mapping[str, Signal],
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE_URL,
 ) -> list[Rule]:
     """The built-in defaults, then each extra file on top."""
     texts = [("alerts/defaults.yml", default_rules_text())]
@@ -432,4 +467,4 @@ def load_rules(
             problems.append(RuleProblem(str(path), 0, f"cannot read: {exc.strerror}"))
     if problems:
         raise RulesError(problems)
-    return parse_rules(texts, views, signals=signals)
+    return parse_rules(texts, views, signals=signals, runbook_base_url=runbook_base_url)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Row = Mapping[str, Any]
-Unit = Literal["seconds", "ratio", "count"]
+Unit = Literal["seconds", "ratio", "count", "rating"]
+RATING_NAMES = ("good", "needs improvement", "poor")  # unit "rating": 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ PIPELINE_SIGNALS: tuple[Signal, ...] = (
 def format_value(value: float, unit: Unit) -> str:
     if unit == "ratio":
         return f"{value * 100:.1f} %"
+    if unit == "rating" and value in (0, 1, 2):
+        return RATING_NAMES[int(value)]
     if unit == "seconds":
         return f"{value:.0f} s" if value >= 100 else f"{value:.2f} s"
     return f"{value:g}"

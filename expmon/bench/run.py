@@ -48,6 +48,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from expmon.bench.alert_latency import measure_alert_latency
+from expmon.bench.exposition import CONCURRENT_SCRAPES, measure_exposition
 from expmon.bench.statemem import measure_state_memory
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import TopicSpec, ensure_topics
@@ -429,6 +430,19 @@ def render(console: Console, report: dict[str, Any], results: Sequence[ScenarioR
             f"{prom['p50_ms']} ms, p99 {prom['p99_ms']} ms (n={prom['n']})",
             highlight=False,
         )
+    expo = report.get("exposition")
+    if expo:
+        for label, fig in (("no budget", expo["unbudgeted"]), ("budget", expo["budgeted"])):
+            console.print(
+                f"/metrics at {expo['pages']} pages x {expo['devices']} devices x "
+                f"{expo['regions']} regions, {label}"
+                f"{'' if fig['budget'] is None else ' ' + format(fig['budget'], ',')}: "
+                f"{fig['series']:,} series, {fig['bytes'] / 1e6:.2f} MB, render "
+                f"{fig['render_s']:.2f} s (off the event loop); /healthz during "
+                f"{CONCURRENT_SCRAPES} concurrent scrapes p50 {fig['healthz_ms']['p50']} ms, "
+                f"max {fig['healthz_ms']['max']} ms",
+                highlight=False,
+            )
     console.print(f"total bench time {report['total_seconds']:.0f} s", highlight=False)
 
 
@@ -802,6 +816,8 @@ def run_bench(
     fill_ratios(results)
     log.info("measuring state memory (100k open sessions, 10k open orders)")
     state_memory = measure_state_memory().to_dict()
+    log.info("measuring /metrics at the default label limits, with and without the budget")
+    exposition = measure_exposition(settings)
     report: dict[str, Any] = {
         "events": events,
         "batch_events": batch_events,
@@ -813,6 +829,7 @@ def run_bench(
         "results": [r.to_dict() for r in results],
         "state_memory": state_memory,
         "alert_latency": latency,
+        "exposition": exposition,
     }
     console = Console(width=None if sys.stdout.isatty() else 140)
     render(console, report, results)

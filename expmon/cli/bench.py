@@ -7,6 +7,8 @@ import argparse
 from expmon.cli.common import Verbs, add_verb
 
 BENCH_SCENARIOS = ("bare", "pipeline", "faust", "replay-kafka", "replay-file")
+# `expmon collect` under wrk (expmon/bench/collector.py): its own broker run, not a dataset
+COLLECTOR = "collector"
 
 
 def add_parser(verbs: Verbs) -> None:
@@ -31,8 +33,9 @@ def add_parser(verbs: Verbs) -> None:
     b.add_argument(
         "--scenario",
         action="append",
-        choices=BENCH_SCENARIOS,
-        help="run only these throughput scenarios (repeatable; default: all)",
+        choices=(*BENCH_SCENARIOS, COLLECTOR),
+        help="run only these throughput scenarios (repeatable; default: all); `collector`: "
+        "expmon collect's requests/s, events/s and p99 latency under wrk",
     )
     only = b.add_mutually_exclusive_group()
     only.add_argument(
@@ -50,14 +53,30 @@ def add_parser(verbs: Verbs) -> None:
 def run(args: argparse.Namespace) -> int:
     from expmon.bench.run import SCENARIOS, run_bench
 
-    chosen = args.scenario or list(BENCH_SCENARIOS)
-    return run_bench(
+    default = [] if args.only_alert_latency else [*BENCH_SCENARIOS, COLLECTOR]
+    chosen = args.scenario or default
+    others = [c for c in chosen if c != COLLECTOR]
+    status = 0
+    if args.bootstrap:  # a broker of the user's: one line now if it cannot be used
+        from expmon.kafka.reach import preflight
+        from expmon.settings import Settings
+
+        preflight(Settings.from_env(kafka_bootstrap=args.bootstrap))
+    if COLLECTOR in chosen:
+        from expmon.bench.collector import run_collector
+
+        # beside other scenarios, its JSON goes next to theirs: <output>-collector.json
+        status = run_collector(args.bootstrap, args.log_level, args.output, alone=not others)
+        if not others and not args.only_alert_latency:
+            return status
+    bench = run_bench(
         bootstrap=args.bootstrap,
         log_level=args.log_level,
         events=args.events,
         batch_events=args.batch_events,
         output=args.output,
-        throughput=not args.only_alert_latency,
+        throughput=not args.only_alert_latency and bool(others),
         alert_latency=not args.skip_alert_latency,
-        scenarios=[s for name, s in zip(BENCH_SCENARIOS, SCENARIOS, strict=True) if name in chosen],
+        scenarios=[s for name, s in zip(BENCH_SCENARIOS, SCENARIOS, strict=True) if name in others],
     )
+    return max(status, bench)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from expmon.cli.common import Verbs, add_verb, settings_from
+from expmon.cli.common import Verbs, add_verb, ensure_port_free, settings_from
+from expmon.kafka.reach import preflight
 
 
 def add_parser(verbs: Verbs) -> None:
@@ -36,5 +37,7 @@ def run(args: argparse.Namespace) -> int:
         collect_port=args.port,
         collect_allowed_origins=",".join(args.allow_origin) if args.allow_origin else None,
     )
+    ensure_port_free(settings.collect_host, settings.collect_port, "collect", "--port")
+    preflight(settings)
     run_collector(settings)
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from expmon.cli.common import Verbs, add_verb, settings_from
 from expmon.errors import ConfigError
+from expmon.kafka.reach import preflight
 
 
 def add_parser(verbs: Verbs) -> None:
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from expmon.replay.run import run_record_dump, run_record_load
 
     settings = settings_from(args)
+    wanted = tuple(args.topic or ()) if args.action == "dump" else (args.into,) * bool(args.into)
+    preflight(settings, wanted)
     if args.action == "dump":
         if args.output is None:
             raise ConfigError("record dump needs -o FILE (.ndjson, or .ndjson.gz to compress)")

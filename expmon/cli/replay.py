@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from expmon.cli.common import Verbs, add_verb, settings_from
+from expmon.cli.common import Verbs, add_verb, ensure_port_free, settings_from
 from expmon.errors import ConfigError
+from expmon.kafka.reach import preflight
 
 
 def add_parser(verbs: Verbs) -> None:
@@ -91,6 +92,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--from/--to select a range on Kafka; a --file is replayed whole")
     # Replay never pages: Alertmanager URLs of the environment are ignored on purpose.
     settings = settings_from(args, rules_files=tuple(args.live_rules) if args.live_rules else None)
+    if args.metrics_port is not None:
+        ensure_port_free(
+            settings.metrics_host, args.metrics_port, "replay metrics", "--metrics-port"
+        )
+    outputs = [t for t in (args.into, args.alerts_into) if t]
+    if args.file is None or outputs:
+        preflight(settings, outputs)
     options = ReplayOptions(
         topics=tuple(args.topic or ()),
         start=args.start,

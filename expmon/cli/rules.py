@@ -53,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
     extra = tuple(args.rules or ()) or None
     settings = Settings.from_env(rules_files=extra, log_level=args.log_level)
     try:
-        rules = load_rules(settings.rules_files, settings.views, signals=SIGNALS)
+        rules = load_rules(
+            settings.rules_files,
+            settings.views,
+            signals=SIGNALS,
+            runbook_base_url=settings.runbook_base_url,
+        )
     except RulesError as exc:
         # One line per problem (a YAML error adds its source line and a caret), then a
         # count: what an editor or CI log can jump to.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from expmon.cli.common import Verbs, add_verb, settings_from
+from expmon.cli.common import Verbs, add_verb, incidents_from, positive, settings_from
+from expmon.kafka.reach import preflight
 
 log = logging.getLogger("expmon")
 
@@ -19,14 +20,22 @@ def add_parser(verbs: Verbs) -> None:
         "expmon simulate --rate 500 --duration 600 --incident slow_pages@60s+180s:region=eu-west",
     )
     s.add_argument(
-        "--rate", type=float, default=500.0, help="events per second, all families (default 500)"
+        "--rate",
+        type=positive(float),
+        default=500.0,
+        help="events per second, all families (default 500)",
     )
-    s.add_argument("--duration", type=float, default=300.0, help="seconds of traffic (default 300)")
+    s.add_argument(
+        "--duration", type=positive(float), default=300.0, help="seconds of traffic (default 300)"
+    )
     s.add_argument(
         "--seed", type=int, default=42, help="random seed: same seed, same traffic (default 42)"
     )
     s.add_argument(
-        "--batch-size", type=int, default=1, help="events per record; >1 sends JSON arrays"
+        "--batch-size",
+        type=positive(int),
+        default=1,
+        help="events per record; >1 sends JSON arrays",
     )
     s.add_argument(
         "--incident",
@@ -52,10 +61,14 @@ def add_parser(verbs: Verbs) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from expmon.sim.incidents import parse_incidents
-    from expmon.sim.produce import run_simulate
+    from expmon.sim.produce import run_simulate, simulated_topics
 
+    incidents = incidents_from(args.incident or [])
     settings = settings_from(args)
+    families = tuple(args.families.split(",")) if args.families else None
+    # the input topics must exist: the simulator never lets the broker auto-create them
+    # (with one partition and the broker's defaults)
+    preflight(settings, simulated_topics(settings, families), hint="run `expmon topics create`")
     counts = asyncio.run(
         run_simulate(
             settings,
@@ -63,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             seed=args.seed,
             batch_size=args.batch_size,
-            incidents=parse_incidents(args.incident or []),
+            incidents=incidents,
             realtime=not args.fast,
             ground_truth_path=args.ground_truth,
-            families=tuple(args.families.split(",")) if args.families else None,
+            families=families,
         )
     )
     log.info("sent %s", counts)

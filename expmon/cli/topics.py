@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from expmon.cli.common import Verbs, add_verb, settings_from
+from expmon.kafka.reach import preflight
 
 
 def add_parser(verbs: Verbs) -> None:
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from expmon.kafka.admin import default_topic_specs, ensure_topics
 
     settings = settings_from(args, topic_partitions=args.partitions)
+    preflight(settings)
     specs = default_topic_specs(settings)
     reports = ensure_topics(settings, specs, create=args.action == "create")
     width = max(len(r.name) for r in reports)

@@ -6,12 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from expmon.cli.common import Verbs, add_verb, settings_from
+from expmon.cli.common import Verbs, add_verb, ensure_port_free, port, settings_from
 from expmon.errors import TopicError
 from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import input_topics
 from expmon.gctune import throughput_gc
 from expmon.kafka.admin import default_topic_specs, ensure_topics, partition_count
+from expmon.kafka.reach import preflight
 from expmon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def add_parser(verbs: Verbs) -> None:
         "expmon --bootstrap 127.0.0.1:9092 worker --metrics-port 9477",
     )
     w.add_argument("--metrics-host", help="bind address (default 127.0.0.1)")
-    w.add_argument("--metrics-port", type=int, help="port for /metrics (default 9477)")
+    w.add_argument("--metrics-port", type=port, help="port for /metrics (default 9477)")
     w.add_argument(
         "--app-id", help="faust app id = consumer group and state prefix (default expmon)"
     )
@@ -83,8 +84,19 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
     from streams.app import build_worker
 
     rules = load_rules(
-        settings.rules_files, settings.views, signals=SIGNALS
+        settings.rules_files,
+        settings.views,
+        signals=SIGNALS,
+        runbook_base_url=settings.runbook_base_url,
     )  # fail fast on bad rules
+    # and on a taken port or an absent broker, before faust's start-up would crash on them
+    ensure_port_free(
+        settings.metrics_host,
+        settings.metrics_port,
+        "metrics",
+        "--metrics-port/EXPMON_METRICS_PORT",
+    )
+    preflight(settings)
     partitions = input_partitions(settings, create_topics)
     metrics = Metrics(new_registry())
     worker_app = build_worker(settings, metrics, partitions, rules=rules).app

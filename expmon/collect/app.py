@@ -227,7 +227,7 @@ class Collector:
         extra = self._client_info(request)
         outcome = Outcome(invalid=len(rejected), ignored=ignored)
         messages: list[Message] = []
-        fresh: list[str] = []
+        fresh: list[str] = []  # event ids, by message index
         seen: set[str] = set()
         for event in valid:
             event_id: str = event["event_id"]
@@ -244,13 +244,17 @@ class Collector:
             )
         for rej in rejected:
             messages.append(self._dead_letter(family, topic, route, rej))
+
+        def acked(index: int) -> None:
+            # on time or late (after a 503): a repeat of the id is then a duplicate
+            if index < len(fresh):
+                recent.add(fresh[index])
+
         try:
-            await self.producer.send_all(messages)
+            await self.producer.send_all(messages, acked)
         except ProduceError as exc:
             log.warning("%s: %s", route, exc)
             raise Refused(503, "broker unavailable, retry", {"Retry-After": "1"}) from exc
-        for event_id in fresh:
-            recent.add(event_id)
         outcome.accepted = len(fresh)
         name = str(family)
         self.metrics.count(name, "accepted", outcome.accepted)

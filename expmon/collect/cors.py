@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 ALLOW_METHODS = "POST, OPTIONS"
-# Content-Encoding for gzip bodies, X-API-Key for the optional key, x-faro-session-id is
-# sent by the Faro web SDK's fetch transport.
-ALLOW_HEADERS = "Content-Type, Content-Encoding, X-API-Key, X-Faro-Session-Id"
+# Content-Encoding for gzip bodies, X-API-Key for the optional key; x-faro-session-id and
+# Idempotency-Key are sent by the Faro web SDK's fetch transport.
+ALLOW_HEADERS = "Content-Type, Content-Encoding, X-API-Key, X-Faro-Session-Id, Idempotency-Key"
 MAX_AGE_SECONDS = "600"
 
 

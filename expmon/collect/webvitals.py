@@ -8,8 +8,9 @@ Each metric becomes one page-load event carrying that vital's field and no `load
 assembly, so replicas stay stateless and a lost tab loses only its unsent metrics.
 
 What the metric does not say comes from fields the page may add to the object (`page`,
-`session_id`, `device`, `region`, `app_version`), else from the request: the page is the
-route template of the `Referer` (sendBeacon and fetch send the page URL), the device the
+`session_id`, `device`, `region`, `app_version`), else from the metric and the request:
+the page is the route template of the metric's `navigationURL` (web-vitals 5 and later),
+else of the `Referer` (sendBeacon and fetch send the page URL), the device the
 class of the user agent, the session the metric's own `id` (one page view), the region
 the collector's setting. `event_id` is `wv-<name>-<id>`: the library gives each metric of
 each page view its own `id`, and a repeat of the same report is a duplicate.
@@ -84,7 +85,8 @@ def map_metrics(items: list[Any], ctx: BeaconContext) -> Mapped:
         if type(page) is str:
             page = route_template(page)
         elif page is None:
-            page = route_template(ctx.referer)
+            url = item.get("navigationURL")  # web-vitals 5+: the page the metric is of
+            page = route_template(url if type(url) is str else ctx.referer)
         session = item.get("session_id")
         event = page_load_event(
             f"wv-{name.lower()}-{metric_id}" if type(metric_id) is str and metric_id else None,

@@ -140,8 +140,16 @@ INVALID_ALERT = ((0.01, RED),)  # InvalidEventRateHigh: > 1 %
 BOUNCE_ALERT = ((0.4, RED),)  # BounceRateHigh: > 40 %
 SLA_OK = ((0.95, GREEN),)  # ShippingSLABreach: more than 5 % not shipped in 48 h (base red)
 APDEX_BANDS = ((0.7, ORANGE), (0.85, GREEN))  # Apdex ratings: < 0.7 poor, >= 0.85 good
+# Google's Core Web Vitals thresholds (defaults of the settings): needs improvement, poor
+LCP_BANDS = ((2.5, ORANGE), (4.0, RED))
+INP_BANDS = ((0.2, ORANGE), (0.5, RED))
+CLS_BANDS = ((0.1, ORANGE), (0.25, RED))
+FCP_BANDS = ((1.8, ORANGE), (3.0, RED))
+TTFB_BANDS = ((0.8, ORANGE), (1.8, RED))
+RATING_BANDS = ((1, ORANGE), (2, RED))  # CoreWebVitalsPoor: 1 warning, 2 critical
 
 WINDOW = Variable("window", "Window view", options=("1m", "5m", "15m", "1h"), default="5m")
+WINDOW_15M = Variable("window", "Window view", options=("1m", "5m", "15m", "1h"), default="15m")
 WINDOW_1H = Variable("window", "Window view", options=("1m", "5m", "15m", "1h"), default="1h")
 DATASOURCE_VAR = "datasource"
 
@@ -150,6 +158,9 @@ DATASOURCE_VAR = "datasource"
 P95_5M = 'expmon_page_load_quantile_seconds{quantile="0.95",window="5m",region="all"}'
 PAY_5M = 'user_type="all",window="5m"'
 SLA_1H = 'carrier="all",window="1h"'
+
+CWV_PASS_15M = 'expmon_core_web_vitals_pass{window="15m"}'
+CWV_RATING_15M = 'expmon_web_vital_p75_rating{vital=~"lcp|inp|cls",window="15m"}'
 
 OVERVIEW = Dashboard(
     uid="expmon-overview",
@@ -283,6 +294,46 @@ OVERVIEW = Dashboard(
                     "percentunit",
                     steps=DELIVERY_ALERT,
                     width=8,
+                ),
+            ),
+        ),
+        Row(
+            "Core Web Vitals",
+            (
+                stat(
+                    "Pages failing Core Web Vitals (15m)",
+                    "Pairs whose p75 of LCP, INP or CLS is not good over the last 15-minute "
+                    "view (`expmon_core_web_vitals_pass` = 0); CoreWebVitalsPoor names them.",
+                    f"count({CWV_PASS_15M} == 0) or vector(0)",
+                    "short",
+                    steps=((1, ORANGE),),
+                    width=6,
+                ),
+                bars(
+                    "Worst pages: p75 LCP (15m)",
+                    "The 10 page and device pairs with the highest p75 Largest Contentful "
+                    "Paint over the last 15-minute view: good up to 2.5 s, poor over 4 s.",
+                    q(
+                        'topk(10, expmon_web_vital_p75_seconds{vital="lcp",window="15m"})',
+                        "{{page}} {{device}}",
+                    ),
+                    "s",
+                    steps=LCP_BANDS,
+                    width=9,
+                ),
+                bars(
+                    "Worst p75 ratings of LCP, INP, CLS (15m)",
+                    "The 10 worst p75 ratings (0 good, 1 needs improvement: warning, 2 poor: "
+                    "critical) with their samples behind them in the alert's view.",
+                    q(
+                        f"topk(10, {CWV_RATING_15M})",
+                        "{{vital}} {{page}} {{device}}",
+                    ),
+                    "short",
+                    steps=RATING_BANDS,
+                    min=0,
+                    max=2,
+                    width=9,
                 ),
             ),
         ),
@@ -466,6 +517,136 @@ PAGES = Dashboard(
                         "{{device}}",
                     ),
                     "cps",
+                    width=24,
+                ),
+            ),
+        ),
+    ),
+)
+
+# ---------------------------------------------------------------- Core Web Vitals
+
+CWV = 'page=~"$page",device=~"$device",window="$window"'
+
+
+def p75_panel(vital: str, name: str, bands: tuple[tuple[float, str], ...]) -> Panel:
+    good, poor = bands[0][0], bands[1][0]
+    return ts(
+        f"p75 {name} by page and device",
+        f"p75 of {name} per page and device in the window view (1 % sketches merged over "
+        f"workers). Lines: good up to {good:g} s, poor over {poor:g} s.",
+        q(f'expmon_web_vital_p75_seconds{{vital="{vital}",{CWV}}}', "{{page}} {{device}}"),
+        "s",
+        steps=bands,
+    )
+
+
+WEB_VITALS = Dashboard(
+    uid="expmon-web-vitals",
+    title="Experience Monitor / Core Web Vitals",
+    description="Core Web Vitals of real page views (from the page-load events' ttfb_ms, "
+    "fcp_ms, lcp_ms, inp_ms and cls): p75 per page and device with Google's thresholds, "
+    "the share rated good / needs improvement / poor, and the Core Web Vitals assessment "
+    "(LCP, INP and CLS all good at p75).",
+    variables=(
+        WINDOW_15M,
+        Variable("page", "Page", "expmon_web_vital_window_samples"),
+        Variable("device", "Device", "expmon_web_vital_window_samples"),
+    ),
+    rows=(
+        Row(
+            "Assessment",
+            (
+                bars(
+                    "Core Web Vitals assessment by page and device",
+                    "1 = passes (the p75 of LCP, INP and CLS are good; without INP samples, "
+                    "LCP and CLS), 0 = fails. Pages without LCP or CLS samples are not "
+                    "assessed and not shown.",
+                    q(f"expmon_core_web_vitals_pass{{{CWV}}}", "{{page}} {{device}}"),
+                    "short",
+                    steps=((1, GREEN),),
+                    base=RED,
+                    min=0,
+                    max=1,
+                    width=8,
+                ),
+                bars(
+                    "p75 rating of LCP, INP and CLS",
+                    "0 good, 1 needs improvement (CoreWebVitalsPoor warning over 15m), 2 poor "
+                    "(critical). Decided exactly from the rating counts.",
+                    q(
+                        f'expmon_web_vital_p75_rating{{vital=~"lcp|inp|cls",{CWV}}}',
+                        "{{vital}} {{page}} {{device}}",
+                    ),
+                    "short",
+                    steps=RATING_BANDS,
+                    min=0,
+                    max=2,
+                    width=8,
+                ),
+                bars(
+                    "Rating shares by vital",
+                    "Share of samples rated good, needs improvement and poor per vital over "
+                    "the selected pages and devices (weighted by samples).",
+                    q(
+                        "sum by (vital, rating) (expmon_web_vital_rating_ratio"
+                        f"{{{CWV}}}\n  * ignoring(rating) group_left "
+                        f"expmon_web_vital_window_samples{{{CWV}}})\n/ ignoring(rating) "
+                        "group_left sum by (vital) "
+                        f"(expmon_web_vital_window_samples{{{CWV}}})",
+                        "{{vital}} {{rating}}",
+                    ),
+                    "percentunit",
+                    min=0,
+                    max=1,
+                    width=8,
+                ),
+            ),
+        ),
+        Row(
+            "p75",
+            (
+                p75_panel("lcp", "LCP (Largest Contentful Paint)", LCP_BANDS),
+                p75_panel("inp", "INP (Interaction to Next Paint)", INP_BANDS),
+                ts(
+                    "p75 CLS (Cumulative Layout Shift) by page and device",
+                    "p75 of CLS (unitless) per page and device; 0 is exact. Lines: good up "
+                    "to 0.1, poor over 0.25.",
+                    q(f"expmon_web_vital_cls_p75{{{CWV}}}", "{{page}} {{device}}"),
+                    "none",
+                    steps=CLS_BANDS,
+                    min=0,
+                ),
+                p75_panel("fcp", "FCP (First Contentful Paint)", FCP_BANDS),
+                p75_panel("ttfb", "TTFB (Time to First Byte)", TTFB_BANDS),
+                ts(
+                    "Poor share by vital",
+                    "Share of samples rated poor per vital over the selected pages and "
+                    "devices (weighted by samples): a tail the p75 may not show yet.",
+                    q(
+                        'sum by (vital) (expmon_web_vital_rating_ratio{rating="poor",'
+                        f"{CWV}}}\n  * ignoring(rating) expmon_web_vital_window_samples"
+                        f"{{{CWV}}})\n/ sum by (vital) (expmon_web_vital_window_samples"
+                        f"{{{CWV}}})",
+                        "{{vital}}",
+                    ),
+                    "percentunit",
+                    min=0,
+                ),
+            ),
+        ),
+        Row(
+            "Volume",
+            (
+                bars(
+                    "Samples in the window by page, device and vital",
+                    "Page views measuring each vital in the window view (CoreWebVitalsPoor "
+                    "needs 50 over 15m).",
+                    q(
+                        f"sum by (page, device, vital) (expmon_web_vital_window_samples{{{CWV}}})",
+                        "{{page}} {{device}} {{vital}}",
+                    ),
+                    "short",
                     width=24,
                 ),
             ),
@@ -890,7 +1071,7 @@ PIPELINE = Dashboard(
     ),
 )
 
-DASHBOARDS: tuple[Dashboard, ...] = (OVERVIEW, PAGES, CHECKOUT, LOGISTICS, PIPELINE)
+DASHBOARDS: tuple[Dashboard, ...] = (OVERVIEW, PAGES, WEB_VITALS, CHECKOUT, LOGISTICS, PIPELINE)
 
 # Alert annotations on every dashboard: the stream engine's firing alerts, and the
 # Prometheus twin's (with dimension labels).

@@ -95,6 +95,18 @@ class Metrics:
             ["sink", "outcome"],
             registry=registry,
         )
+        self.series_dropped = Counter(
+            "expmon_series_dropped",
+            "Series left out of /metrics renders by the series budget (EXPMON_SERIES_BUDGET),"
+            " summed over renders, by drop tier",
+            ["tier"],
+            registry=registry,
+        )
+        self.exposition_series = Gauge(
+            "expmon_exposition_series",
+            "Series on the last full /metrics render, after the series budget",
+            registry=registry,
+        )
         self.state_writes = Counter(
             "expmon_state_writes", "State changelog records written", ["family"], registry=registry
         )

@@ -19,6 +19,7 @@ from expmon.engine.merge import WindowMerger, view_windows
 from expmon.engine.sketch import DDSketch
 from expmon.engine.stage import WindowedStage
 from expmon.engine.windows import PartitionWindows
+from expmon.families import web_vitals
 from expmon.families.base import Family, Rows, gauge
 from expmon.settings import Settings
 from expmon.sim.truth import page_load as truth
@@ -41,6 +42,7 @@ class PageLoadAccumulator:
         "slow",
         "sum_ms",
         "tolerating",
+        "vitals",
     )
 
     def __init__(self) -> None:
@@ -53,6 +55,7 @@ class PageLoadAccumulator:
         self.sum_ms = 0.0
         self.sketch = DDSketch()
         self.samples: list[str] = []  # a few slow loads' event ids (keep_samples): evidence
+        self.vitals: web_vitals.Vitals = {}  # Core Web Vitals (web_vitals.py), by vital
 
     def add(self, load_ms: float, slow_ms: float, apdex_t_ms: float, event_id: str = "") -> None:
         self.count += 1
@@ -78,6 +81,8 @@ class PageLoadAccumulator:
         self.sum_ms += other.sum_ms
         self.sketch.merge(other.sketch)
         self.samples = keep_samples(self.samples, other.samples)
+        if other.vitals:
+            web_vitals.merge_vitals(self.vitals, other.vitals)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -92,6 +97,8 @@ class PageLoadAccumulator:
         }
         if self.samples:
             data["ids"] = list(self.samples)
+        if self.vitals:
+            data["v"] = web_vitals.vitals_to_dict(self.vitals)
         return data
 
     @classmethod
@@ -106,6 +113,8 @@ class PageLoadAccumulator:
         acc.sessions = int(data.get("ses", 0))
         acc.bounces = int(data.get("bnc", 0))
         acc.samples = [str(s) for s in data.get("ids", ())]
+        if "v" in data:
+            acc.vitals = web_vitals.vitals_from_dict(data["v"])
         return acc
 
     def copy(self) -> PageLoadAccumulator:
@@ -275,6 +284,7 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         self.apdex_t_ms = settings.apdex_t_seconds * 1000
         self.histogram = LoadHistogram()
         self.bounce_ms = int(settings.bounce_seconds * 1000)
+        self.vitals = web_vitals.VitalsRater(settings)
 
     def new_accumulator(self) -> PageLoadAccumulator:
         return PageLoadAccumulator()
@@ -287,8 +297,14 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
     ) -> None:
         page = windows.label(event_ms, 0, event["page"], self.page_cap)
         device: str = event["device"]
-        load_ms = float(event["load_ms"])
         key = (page, device, windows.label(event_ms, 2, event["region"], self.region_cap))
+        if self.vitals.carries(event):
+            # per page and device only (region `all`): per-region sketches of five vitals
+            # would multiply the state, partials and merge work by the region count
+            self.vitals.add(windows.accumulator(event_ms, (page, device, ALL)).vitals, event)
+        if event.get("load_ms") is None:
+            return  # vital-only (a beacon): no load figures, not a page view for bounce
+        load_ms = float(event["load_ms"])
         windows.accumulator(event_ms, key).add(
             load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
         )
@@ -349,6 +365,8 @@ def top_values(
     """The `limit` values at `position` with the most loads + session ends (ties by name)."""
     weight: dict[str, int] = {}
     for key, acc in accumulators.items():
+        if key[position] == ALL:
+            continue  # a total (vitals are kept per page and device only), not a value
         weight[key[position]] = weight.get(key[position], 0) + acc.count + acc.sessions
     ranked = sorted(weight, key=lambda value: (-weight[value], value))
     return set(ranked[:limit])
@@ -363,7 +381,7 @@ def fold_labels(
     a replay label the same view the same way.
     """
     pages = top_values(accumulators, 0, max_pages)
-    regions = top_values(accumulators, 2, max_regions)
+    regions = top_values(accumulators, 2, max_regions) | {ALL}
     if all(k[0] in pages and k[2] in regions for k in accumulators):
         return accumulators
     folded: dict[tuple[str, ...], PageLoadAccumulator] = {}
@@ -386,7 +404,12 @@ def summarize_rows(
 ) -> list[dict[str, Any]]:
     """Merger summarizer: a row per (page, device, region) plus region `all`, sorted."""
     merged = with_region_totals(fold_labels(accumulators, max_pages, max_regions))
-    return [summarize(view, start_ms, end_ms, key, merged[key]).to_dict() for key in sorted(merged)]
+    rows = [summarize(view, start_ms, end_ms, key, merged[key]).to_dict() for key in sorted(merged)]
+    # Core Web Vitals rows (kind web_vital, cwv) after the load rows
+    rows += web_vitals.vitals_rows(
+        view, start_ms, end_ms, {key: acc.vitals for key, acc in merged.items()}
+    )
+    return rows
 
 
 def new_page_load_merger(settings: Settings) -> WindowMerger[PageLoadAccumulator]:
@@ -415,10 +438,13 @@ class PageLoadCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield self._histogram()
         labels = ["page", "device", "region", "window"]
-        quantile = GaugeMetricFamily(
+        # A summary (quantiles with the view's _count and _sum), not gauges with a
+        # `quantile` label: Prometheus' linter accepts `quantile` only on summaries.
+        quantile = Metric(
             "expmon_page_load_quantile_seconds",
-            "Page load time quantile per closed window view (from a 1% relative-error sketch)",
-            labels=[*labels, "quantile"],
+            "Page load time quantiles per closed window view (from a 1% relative-error sketch);"
+            " _count and _sum: the loads of the view",
+            "summary",
         )
         bounce = GaugeMetricFamily(
             "expmon_bounce_ratio",
@@ -446,7 +472,11 @@ class PageLoadCollector(Collector):
             "Sessions ending in the window with one page view, by landing page",
             labels=labels,
         )
+        vitals = web_vitals.VitalGauges()
         for view, row in self.rows():
+            if "kind" in row:  # Core Web Vitals rows
+                vitals.add(view, row)
+                continue
             values = [str(row["page"]), str(row["device"]), str(row["region"]), view]
             if row.get("bounce_ratio") is not None:
                 bounce.add_metric(values, float(row["bounce_ratio"]))
@@ -454,9 +484,15 @@ class PageLoadCollector(Collector):
                 bounces.add_metric(values, float(row["bounces"]))
             if not row["count"]:
                 continue  # only session ends in this window: no load figures to show
+            keyed = dict(zip(labels, values, strict=True))
             for q in QUANTILES:
                 field = f"p{round(q * 100)}"
-                quantile.add_metric([*values, str(q)], float(row[field]) / 1000)
+                quantile.add_sample(
+                    quantile.name, {**keyed, "quantile": str(q)}, float(row[field]) / 1000
+                )
+            count = float(row["count"])
+            quantile.add_sample(quantile.name + "_count", keyed, count)
+            quantile.add_sample(quantile.name + "_sum", keyed, float(row["mean_ms"]) * count / 1000)
             slow.add_metric(values, float(row["slow_ratio"]))
             apdex.add_metric(values, float(row["apdex"]))
             loads.add_metric(values, float(row["count"]))
@@ -467,6 +503,7 @@ class PageLoadCollector(Collector):
         yield loads
         yield sessions
         yield bounces
+        yield from vitals.families()
         open_sessions = gauge("expmon_sessions_open", "Sessions held in state (for bounce)", [])
         open_sessions.add_metric([], sum(stage.open_sessions() for stage in self.stages))
         yield open_sessions
@@ -549,6 +586,7 @@ SIGNALS: tuple[Signal, ...] = (
         prom_value='expmon_bounce_window_bounces{{window="{w}"{sel}}}',
         prom_volume='expmon_bounce_window_sessions{{window="{w}"{sel}}}',
     ),
+    *web_vitals.SIGNALS,
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from expmon.replay.kafka_range import (
     resolve_range,
 )
 from expmon.replay.recording import RecordingReader, RecordingWriter, count_records
-from expmon.replay.report import render_console, render_markdown, report_bytes
+from expmon.replay.report import ReportContext, render_console, render_markdown, report_bytes
 from expmon.replay.session import ReplayPipeline, ReplayRecord
 from expmon.settings import Settings
 from schemas import codec
@@ -133,11 +134,15 @@ async def _file_batches(
 def run_replay(settings: Settings, options: ReplayOptions, console: Console | None = None) -> int:
     """Replay the range and write the report; returns the exit code."""
     console = console or Console(stderr=True)
-    rules = load_rules(settings.rules_files, settings.views, signals=SIGNALS)
+    base = settings.runbook_base_url
+    rules = load_rules(settings.rules_files, settings.views, signals=SIGNALS, runbook_base_url=base)
     # A candidate file changes the rules in force, as an operator file changes defaults.
     candidate = (
         load_rules(
-            (*settings.rules_files, *options.candidate_rules), settings.views, signals=SIGNALS
+            (*settings.rules_files, *options.candidate_rules),
+            settings.views,
+            signals=SIGNALS,
+            runbook_base_url=base,
         )
         if options.candidate_rules
         else None
@@ -148,14 +153,14 @@ def run_replay(settings: Settings, options: ReplayOptions, console: Console | No
     if options.file is not None:
         reader, partitions = _open_recording(settings, options.file, options.topics)
         total = count_records(options.file)
-        source = f"{options.file}"
+        source = f"recording {options.file}"
     else:
         topics = options.topics or input_topics(settings)
         start, end = parse_point(options.start), parse_point(options.end)
         resolved = resolve_range(settings, topics, start, end)
         partitions = resolved.partitions
         total = resolved.total
-        source = f"{', '.join(topics)} {start.describe()} .. {end.describe()}"
+        source = f"Kafka {', '.join(topics)} {start.describe()} .. {end.describe()}"
     metrics = _serve_metrics(settings, options.metrics_port)
     producer, publish_window = _publisher(settings, options.into)
     alerts_producer, publish_alert = _publisher(settings, options.alerts_into)
@@ -185,10 +190,19 @@ def run_replay(settings: Settings, options: ReplayOptions, console: Console | No
     if options.stats is not None:
         write_stats(options.stats, pipeline, elapsed)
     report = pipeline.report()
+    context = ReportContext(
+        source=source,
+        rule_files=(
+            "alerts/defaults.yml",
+            *map(str, settings.rules_files),
+            *(f"{p} (candidate)" for p in options.candidate_rules),
+        ),
+        command=replay_command(options),
+    )
     options.report.write_bytes(report_bytes(report))
     if options.markdown is not None:
-        options.markdown.write_text(render_markdown(report), encoding="utf-8")
-    render_console(report, Console())
+        options.markdown.write_text(render_markdown(report, context), encoding="utf-8")
+    render_console(report, Console(), context)
     log.info(
         "replayed %d records, %d events in %.1f s (%.0f events/s); %d windows, %d alert "
         "transitions; report: %s%s",
@@ -197,6 +211,22 @@ def run_replay(settings: Settings, options: ReplayOptions, console: Console | No
         f", {options.markdown}" if options.markdown else "",
     )  # fmt: skip
     return 0
+
+
+def replay_command(options: ReplayOptions) -> str:
+    """The command line that reruns this replay (the report says how it was made)."""
+    words = ["expmon", "replay"]
+    for topic in options.topics:
+        words += ["--topic", topic]
+    if options.file is not None:
+        words += ["--file", str(options.file)]
+    else:
+        words += ["--from", options.start, "--to", options.end]
+    for path in options.candidate_rules:
+        words += ["--rules", str(path)]
+    if options.markdown is not None:
+        words += ["--markdown", str(options.markdown)]
+    return shlex.join(words)
 
 
 def _open_recording(

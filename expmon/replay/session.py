@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from expmon.alerting.engine import AlertEngine, Transition
@@ -73,8 +73,45 @@ class AlertTimeline:
                     "volume": inst.volume,
                     "summary": inst.annotations.get("summary", ""),
                     "sample_event_ids": inst.annotations.get("sample_event_ids", ""),
+                    # for the report's story: peak vs threshold, where to look, how to rerun
+                    "peak": inst.peak,
+                    "threshold": _number(inst.annotations.get("threshold")),
+                    "evidence": inst.annotations.get("evidence", ""),
+                    "runbook_url": inst.annotations.get("runbook_url", ""),
+                    "replay": inst.annotations.get("replay", ""),
                 }
             )
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Each rule level as evaluated, with what it saw (why it fired or did not)."""
+        out = []
+        for rule in self.engine.rules:
+            stats = self.engine.stats.get(rule.id)
+            out.append(
+                {
+                    "id": rule.id,
+                    "alert": rule.alert,
+                    "severity": rule.severity,
+                    "signal": rule.signal.name,
+                    "source": rule.signal.source,
+                    "family": rule.signal.family,
+                    "unit": "ratio" if rule.baseline_ms is not None else rule.signal.unit,
+                    "window": rule.window,
+                    "op": rule.op,
+                    "threshold": rule.threshold,
+                    "min_volume": rule.min_volume,
+                    "for_s": rule.for_ms // 1000,
+                    "by": list(rule.by),
+                    "baseline_s": rule.baseline_ms // 1000 if rule.baseline_ms else None,
+                    "baseline_min_volume": rule.baseline_min_volume,
+                    "significance": rule.significance,
+                    "confidence": rule.confidence,
+                    "runbook_url": rule.runbook_url,
+                    "origin": rule.origin,
+                    "seen": asdict(stats) if stats is not None else None,
+                }
+            )
+        return out
 
     def sorted_entries(self) -> list[dict[str, Any]]:
         return sorted(self.entries, key=lambda e: (e["at_ms"], e["fingerprint"], e["state"]))
@@ -205,10 +242,18 @@ class ReplayPipeline:
             "dead_letters": dict(sorted(self.dead_letters.items())),
             "windows": [_canonical_view(self.windows[k]) for k in sorted(self.windows, key=_order)],
             "alerts": timelines["rules"],
+            "rules": self.timelines[0].rules(),
         }
         if "candidate" in timelines:
             report["what_if"] = what_if(timelines["rules"], timelines["candidate"])
         return report
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _order(record_key: str) -> tuple[str, int, str]:

@@ -106,6 +106,24 @@ NEXT_PAGE: dict[str, dict[str, float]] = {
     "/account": {"/": 0.5, "/product/:id": 0.5},
 }
 BOUNCE_PROBABILITY = 0.3
+# Core Web Vitals of web page views (the other vitals derive from the load time)
+INP_MEDIAN_MS: dict[str, float] = {"desktop": 60.0, "tablet": 80.0, "mobile": 100.0}
+P_INTERACTION = 0.7  # page views with an interaction (so with an INP)
+CLS_ZERO_SHARE: dict[str, float] = {"desktop": 0.35, "tablet": 0.3, "mobile": 0.25}
+VITAL_BEACON_SHARE = 0.03  # page views whose vitals come as separate beacons (web-vitals)
+BEACON_DELAY_MS = (500, 8000)  # beacons leave on visibilitychange/pagehide, after the load
+
+
+def beacon_events_per_view(share: float) -> float:
+    """Expected vital-only events per page view (web and miniapp views carry vitals:
+    TTFB, FCP, LCP, CLS and INP when there was an interaction)."""
+    web = sum(
+        w * (PLATFORM_WEIGHTS[d].get("web", 0.0) + PLATFORM_WEIGHTS[d].get("miniapp", 0.0))
+        for d, w in DEVICE_WEIGHTS.items()
+    )
+    return share * web * (4 + P_INTERACTION)
+
+
 MEAN_EXTRA_VIEWS = 4.0  # non-bouncing sessions view 1 + geometric(mean 4) more pages
 SESSION_IDLE_MS = 30 * 60_000
 

@@ -1,6 +1,6 @@
 """Incidents that bend the simulated traffic for a while (`kind@start+duration:k=v,...`):
 slow pages, a payment provider outage, a carrier delay, a checkout stall, a warehouse
-backlog, or a burst of bad records."""
+backlog, a burst of bad records, or an LCP regression."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class IncidentKind(StrEnum):
     CHECKOUT_STALL = "checkout_stall"
     WAREHOUSE_BACKLOG = "warehouse_backlog"
     BAD_RECORDS = "bad_records"
+    LCP_REGRESSION = "lcp_regression"
 
 
 _BOOL_TRUE = frozenset({"1", "true", "yes", "on"})
@@ -104,6 +105,12 @@ _PARAMS: dict[IncidentKind, dict[str, tuple[bool, _Checker]]] = {
         "kinds": (False, lambda v, k: _choice_list(v, [b.value for b in BadKind], k)),
         "oversize": (False, lambda v, k: int(_float_param(v, k, 0.0, None))),
     },
+    IncidentKind.LCP_REGRESSION: {
+        "page": (False, lambda v, k: _choice_list(v, PAGES, k)),
+        "device": (False, lambda v, k: _choice_list(v, DEVICE_WEIGHTS, k)),
+        "region": (False, lambda v, k: _choice_list(v, REGIONS, k)),
+        "factor": (False, lambda v, k: _float_param(v, k, 0.0, None)),
+    },
 }
 
 
@@ -112,7 +119,8 @@ class Incident:
     """A disturbance active over [start_s, start_s + duration_s) seconds from the run start.
 
     Parameters by kind (all values strings, `|` separates alternatives):
-    - slow_pages: region, page, device (filters, each optional), factor (default 4)
+    - slow_pages: region, page, device (filters, each optional), factor (default 4); it
+      slows the load event (load_ms, e.g. a third party), not the vitals
     - payment_outage: provider (required), method, failure_rate (default 0.4), reason
     - carrier_delay: carrier (required), factor (default 6), stall (default false),
       failure_rate (delivery_failed probability during the incident)
@@ -120,6 +128,8 @@ class Incident:
       region, device
     - warehouse_backlog: warehouse (required): nothing ships from it during the incident
     - bad_records: rate (records/s, default 2), family, kinds, oversize (max count, default 2)
+    - lcp_regression: page, device, region (filters), factor (default 3): LCP of the
+      matching web page views multiplied (a release with a heavier hero image)
     """
 
     kind: IncidentKind

@@ -37,9 +37,11 @@ from expmon.sim.bad_records import (
 )
 from expmon.sim.catalogue import (
     APP_VERSIONS,
+    BEACON_DELAY_MS,
     BOUNCE_PROBABILITY,
     CARRIER_BY_REGION,
     CHANNEL_WEIGHTS,
+    CLS_ZERO_SHARE,
     CURRENCY_BY_REGION,
     DEFAULT_MIX,
     DEVICE_FACTOR,
@@ -48,6 +50,7 @@ from expmon.sim.catalogue import (
     EXPECTED_EVENTS_PER_ORDER,
     FAILURE_REASON_WEIGHTS,
     HOUR_MS,
+    INP_MEDIAN_MS,
     LANDING_WEIGHTS,
     LOAD_SIGMA,
     MAX_PAYMENT_ATTEMPTS,
@@ -57,6 +60,7 @@ from expmon.sim.catalogue import (
     OUTAGE_REASON_WEIGHTS,
     P_CHECKOUT_STARTED,
     P_DELIVERY_FAILED,
+    P_INTERACTION,
     P_ORDER_PLACED,
     P_PAYMENT_SUBMITTED,
     P_RETRY_AFTER_FAILURE,
@@ -71,7 +75,9 @@ from expmon.sim.catalogue import (
     REGION_FACTOR,
     REGION_WEIGHTS,
     SESSION_IDLE_MS,
+    VITAL_BEACON_SHARE,
     WAREHOUSE_BY_REGION,
+    beacon_events_per_view,
 )
 from expmon.sim.incidents import Incident, IncidentKind, parse_incidents
 from schemas.events import Event, EventFamily
@@ -127,7 +133,7 @@ class _Order:
     delivery_attempts: int = 0
 
 
-_PAGE, _CHECKOUT_ARRIVAL, _CHECKOUT_STEP, _ORDER_ARRIVAL, _ORDER_STEP, _BAD = range(6)
+_PAGE, _CHECKOUT_ARRIVAL, _CHECKOUT_STEP, _ORDER_ARRIVAL, _ORDER_STEP, _BAD, _BEACON = range(7)
 _Task = tuple[int, int, int, Any]  # (time_ms, seq, kind, state)
 
 
@@ -164,6 +170,7 @@ class TrafficGenerator:
         lifecycle_compression: float = 1.0,
         epoch_ms_share: float = 0.3,
         oversize_bytes: int = DEFAULT_OVERSIZE_BYTES,
+        vital_beacon_share: float = VITAL_BEACON_SHARE,
     ) -> None:
         if not rate > 0 or not math.isfinite(rate):
             raise ValueError(f"rate must be > 0 events/s, got {rate}")
@@ -175,6 +182,8 @@ class TrafficGenerator:
             raise ValueError("lifecycle_compression must be > 0")
         if not 0 <= epoch_ms_share <= 1:
             raise ValueError("epoch_ms_share must be in [0, 1]")
+        if not 0 <= vital_beacon_share <= 1:
+            raise ValueError("vital_beacon_share must be in [0, 1]")
         self.seed = seed
         self.rate = float(rate)
         self.start_ms = int(start_ms)
@@ -198,6 +207,7 @@ class TrafficGenerator:
         self.lifecycle_compression = float(lifecycle_compression)
         self.epoch_ms_share = float(epoch_ms_share)
         self.oversize_bytes = int(oversize_bytes)
+        self.vital_beacon_share = float(vital_beacon_share)
 
     def __iter__(self) -> Iterator[GeneratedItem]:
         return self.generate()
@@ -226,6 +236,8 @@ class _Run:
         self.rng_checkout = random.Random(f"{seed}:checkout")
         self.rng_order = random.Random(f"{seed}:order")
         self.rng_bad = random.Random(f"{seed}:bad")
+        # vitals' extra draws (CLS zeros, interactions, beacons) apart: other draws unchanged
+        self.rng_vitals = random.Random(f"{seed}:vitals")
         self.heap: list[_Task] = []
         self.seq = itertools.count()
         self.sessions: list[_Session] = []
@@ -236,7 +248,12 @@ class _Run:
         self.hour_ms = HOUR_MS / comp
         mix = gen.mix
         rate = gen.rate
-        self.page_rate = rate * mix.get(EventFamily.PAGE_LOAD, 0.0)
+        # `rate` counts events: vital-only beacons take their share of the page-load rate
+        self.page_rate = (
+            rate
+            * mix.get(EventFamily.PAGE_LOAD, 0.0)
+            / (1 + beacon_events_per_view(gen.vital_beacon_share))
+        )
         self.checkout_rate = (
             rate * mix.get(EventFamily.CHECKOUT, 0.0) / EXPECTED_EVENTS_PER_CHECKOUT
         )
@@ -274,6 +291,7 @@ class _Run:
             _ORDER_ARRIVAL: self._order_arrival,
             _ORDER_STEP: self._order_step,
             _BAD: self._bad,
+            _BEACON: self._beacons,
         }
         heap = self.heap
         while heap and heap[0][0] < self.end_ms:
@@ -387,6 +405,8 @@ class _Run:
         load = median * math.exp(rng.gauss(0.0, LOAD_SIGMA))
         if rng.random() < 0.005:  # the occasional cold cache / slow third party
             load *= 3.0
+        # vitals follow the page's own speed; slow_pages slows the load event only
+        vital_base = max(20, round(load))
         for inc, _s, _e in self.active(IncidentKind.SLOW_PAGES, t):
             if _matches(inc, region=session.region, page=page, device=session.device):
                 load *= inc.number("factor", 4.0)
@@ -394,17 +414,57 @@ class _Run:
         event = self.common(session, t)
         event["page"] = page
         event["load_ms"] = load_ms
-        ttfb = max(5, round(load_ms * rng.uniform(0.08, 0.25)))
+        ttfb = max(5, round(vital_base * rng.uniform(0.08, 0.25)))
         event["ttfb_ms"] = ttfb
         if session.platform in ("web", "miniapp"):
-            fcp = max(ttfb, round(load_ms * rng.uniform(0.3, 0.6)))
+            fcp = max(ttfb, round(vital_base * rng.uniform(0.3, 0.6)))
             event["fcp_ms"] = fcp
-            event["lcp_ms"] = max(fcp, round(load_ms * rng.uniform(0.6, 1.05)))
-            inp_median = 200.0 if session.device == "mobile" else 90.0
-            event["inp_ms"] = _lognormal_ms(rng, inp_median, 0.5)
+            event["lcp_ms"] = max(fcp, round(vital_base * rng.uniform(0.6, 1.05)))
+            event["inp_ms"] = _lognormal_ms(rng, INP_MEDIAN_MS[session.device], 0.5)
             event["cls"] = round(min(1.0, rng.lognormvariate(math.log(0.04), 0.9)), 3)
+            self._shape_vitals(t, session, page, event)
         self._end_view(session)
         yield EventFamily.PAGE_LOAD, session.session_id, event
+
+    def _shape_vitals(self, t: int, session: _Session, page: str, event: Event) -> None:
+        """CLS often 0, INP only with an interaction, LCP regressions, and a share of page
+        views whose vitals leave as separate beacons (web-vitals style, no load_ms)."""
+        rng = self.rng_vitals
+        if rng.random() < CLS_ZERO_SHARE[session.device]:
+            event["cls"] = 0.0
+        if rng.random() >= P_INTERACTION:
+            del event["inp_ms"]
+        for inc, _s, _e in self.active(IncidentKind.LCP_REGRESSION, t):
+            if _matches(inc, region=session.region, page=page, device=session.device):
+                event["lcp_ms"] = round(event["lcp_ms"] * inc.number("factor", 3.0))
+        if rng.random() < self.gen.vital_beacon_share:
+            vitals = {
+                name: event.pop(name) for name in ("ttfb_ms", "fcp_ms", "lcp_ms", "inp_ms", "cls")
+                if name in event
+            }  # fmt: skip
+            delay = rng.randint(*BEACON_DELAY_MS)
+            self.push(t + delay, _BEACON, (session, page, vitals))
+
+    def _beacons(
+        self, t: int, state: tuple[_Session, str, dict[str, float]]
+    ) -> Iterator[GeneratedItem]:
+        """One vital-only page-load event per vital, as the web-vitals library sends them."""
+        session, page, vitals = state
+        rng = self.rng_vitals
+        for name, value in vitals.items():
+            occurred = t - rng.randint(0, self.gen.jitter_ms) if self.gen.jitter_ms else t
+            event: Event = {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "occurred_at": format_ms(occurred),
+                "schema_version": 1,
+                "session_id": session.session_id,
+                "device": session.device,
+                "platform": session.platform,
+                "region": session.region,
+                "page": page,
+                name: value,
+            }
+            yield EventFamily.PAGE_LOAD, session.session_id, event
 
     # ---- checkout --------------------------------------------------------
 

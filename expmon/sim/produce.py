@@ -60,6 +60,14 @@ def topic_for(settings: Settings, family: EventFamily) -> str:
     return BY_NAME[str(family)].topic(settings)
 
 
+def simulated_topics(
+    settings: Settings, families: Iterable[EventFamily | str] | None = None
+) -> list[str]:
+    """The input topics the simulator writes for these families (default: every family)."""
+    names = [str(f) for f in families] if families is not None else list(BY_NAME)
+    return [BY_NAME[name].topic(settings) for name in names if name in BY_NAME]
+
+
 def _default_producer(settings: Settings, max_request_size: int) -> Any:
     return AIOKafkaProducer(
         **aiokafka_kwargs(settings),

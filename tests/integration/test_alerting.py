@@ -45,6 +45,9 @@ def rules_file(path: Path, run: str, overrides: dict[str, str]) -> Path:
     return path
 
 
+RUNBOOKS = "https://git.example.test/shop/expmon/-/blob/main/"
+
+
 def alerting_settings(
     settings_factory: Any,
     alertmanager: LocalAlertmanager,
@@ -60,6 +63,9 @@ def alerting_settings(
         "alertmanager_url": alertmanager.url,
         "alert_resend_seconds": 2.0,
         "rules_files": (rules,),
+        "runbook_base_url": RUNBOOKS,
+        # the traffic is dated from 10 minutes ahead (fresh windows), produced now
+        "max_clock_skew_seconds": 86_400.0,
     }
     return settings_factory(**{**values, **extra}), rules
 
@@ -162,7 +168,9 @@ def test_incidents_page_once_survive_restart_and_resolve(
         assert names(firing) == expected, firing
         for alert in firing:
             annotations = alert["annotations"]
-            assert annotations["runbook_url"].startswith("docs/runbooks.md#")
+            # EXPMON_RUNBOOK_BASE_URL makes the rules' relative links absolute (clickable)
+            name = alert["labels"]["alertname"]
+            assert annotations["runbook_url"] == f"{RUNBOOKS}docs/runbooks.md#{name.lower()}"
             assert alert["labels"]["severity"] in {"warning", "critical"}
             assert "over" in annotations["summary"]
             if alert["labels"]["alertname"] != "InvalidEventRateHigh":

@@ -52,6 +52,7 @@ INCIDENTS = (
     "warehouse_backlog@2m+4m:warehouse=ams-1",
     "carrier_delay@1m+9m:carrier=ups,failure_rate=0.3",
     "bad_records@1m+2m:rate=3",
+    "lcp_regression@2m+8m:page=/product/:id,device=mobile,factor=4",
 )
 WORKER_SETTINGS: dict[str, Any] = {
     "topic_partitions": 3,

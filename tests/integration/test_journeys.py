@@ -1,4 +1,5 @@
-"""Checkout, bounce and logistics against the real broker, compared with ground truth.
+"""Checkout, bounce, Core Web Vitals and logistics against the real broker, compared
+with ground truth.
 
 One scenario covers three claims at once: two workers share 6-partition topics, one is
 SIGKILLed mid-stream and restarted, and the final windows still equal the simulator's
@@ -26,6 +27,7 @@ from expmon.sim.truth.base import dedupe
 from expmon.sim.truth.checkout import checkout_truth
 from expmon.sim.truth.checkout import row_key as checkout_row_key
 from expmon.sim.truth.logistics import logistics_truth
+from expmon.sim.truth.page_load import web_vitals_truth
 from schemas.events import EventFamily
 from schemas.eventtime import parse_event_time_ms
 from tests.integration.worker_process import WorkerProcess, final_views
@@ -46,6 +48,7 @@ INCIDENTS = (
     "payment_outage@3m+4m:provider=adyen",
     "checkout_stall@5m+3m",
     "warehouse_backlog@2m+5m:warehouse=ams-1",
+    "lcp_regression@2m+6m:page=/product/:id,device=mobile,factor=3.5",
 )
 
 
@@ -86,6 +89,8 @@ def bounce_truth(events: list[dict[str, Any]], bounce_ms: int, through: int) -> 
     """(window end, page, device, region) -> [sessions, bounces] of sessions ending there."""
     views: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for e in events:
+        if e.get("load_ms") is None:
+            continue  # a vital-only beacon is not a page view
         views.setdefault(e["session_id"], []).append((parse_event_time_ms(e["occurred_at"]), e))
     counts: Counter[Any] = Counter()
     for session in views.values():
@@ -191,8 +196,35 @@ def test_two_workers_one_killed_match_ground_truth(settings_factory: Any, tmp_pa
     got_bounce: Counter[Any] = Counter()
     for row in rows_of(views, "page_load", "1m", through):
         key = (row["end_ms"], row["page"], row["device"], row["region"])
-        if row["sessions"]:
+        if "kind" not in row and row["sessions"]:
             got_bounce[(*key, "sessions")] += row["sessions"]
             got_bounce[(*key, "bounces")] += row["bounces"]
     assert +got_bounce == +expected_bounce
     assert sum(v for k, v in expected_bounce.items() if k[-1] == "bounces") > 0
+
+    # Core Web Vitals: counts and rating shares exact, p75 within the sketch's 1 %
+    vitals = web_vitals_truth(good[EventFamily.PAGE_LOAD], views=window_views)
+    assert any(r["kind"] == "web_vital" and r["rating"] == "poor" for r in vitals)
+    for view, _k in window_views:
+        want = [r for r in vitals if r["view"] == view and r["end_ms"] <= through]
+        got = [r for r in rows_of(views, "page_load", view, through) if "kind" in r]
+        assert_vitals_equal(got, want)
+
+
+def assert_vitals_equal(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["end_ms"], r["kind"], r.get("vital"), r["page"], r["device"], r["region"])
+
+    got_by = {key(r): r for r in got}
+    want_by = {key(r): r for r in want}
+    assert got_by.keys() == want_by.keys()
+    for k, expected in want_by.items():
+        actual = got_by[k]
+        assert actual.keys() == expected.keys(), k
+        for field, value in expected.items():
+            if field == "p75":
+                assert abs(actual[field] - value) <= 0.01 * value, (k, actual[field], value)
+            elif isinstance(value, float):
+                assert actual[field] == pytest.approx(value, abs=1e-9), (k, field)
+            else:
+                assert actual[field] == value, (k, field)

@@ -18,7 +18,8 @@ from expmon.families.page_load import PageLoadStage, new_page_load_merger
 from expmon.kafka.admin import default_topic_specs, ensure_topics
 from expmon.kafka.connection import kafka_python_kwargs
 from expmon.settings import Settings
-from expmon.sim.truth.page_load import page_load_truth
+from expmon.sim.truth.page_load import TRUTH as PAGE_LOAD_TRUTH
+from expmon.sim.truth.page_load import page_load_truth, web_vitals_truth
 from schemas import codec
 from tests.integration.worker_process import WorkerProcess, final_views, read_topic
 
@@ -43,7 +44,15 @@ def page_load(eid: str, t: int, rng: random.Random, **over: Any) -> dict[str, An
         "region": rng.choice(("eu-west", "us-east")),
         "page": rng.choice(PAGES),
         "load_ms": round(rng.lognormvariate(6.9, 0.7), 3),
+        # Core Web Vitals: CLS often 0, INP only after an interaction
+        "lcp_ms": round(rng.lognormvariate(7.5, 0.6)),
+        "cls": 0.0 if rng.random() < 0.3 else round(rng.lognormvariate(-3.0, 1.0), 4),
     }
+    inp = round(rng.lognormvariate(5.0, 0.8))
+    if rng.random() < 0.7:
+        ev["inp_ms"] = inp
+    if rng.random() < 0.1:
+        del ev["load_ms"]  # a vital-only beacon (web-vitals style)
     ev.update(over)
     return ev
 
@@ -113,7 +122,7 @@ class KnownMix:
         self.closed_through = self.flush_t - 30_000 - (self.flush_t - 30_000) % MINUTE
 
     def _add_bad_records(self, rng: random.Random) -> None:
-        base = page_load("bad", self.t0 + 1000, rng)
+        base = page_load("bad", self.t0 + 1000, rng, load_ms=700)
         bad = {
             "not_json": b'{"event_id": "x", load_ms: 1',
             "not_json_nan": codec.dumps(base).replace(b'"load_ms":', b'"load_ms":NaN,"x":'),
@@ -202,6 +211,23 @@ def test_known_mix_outcomes_dead_letters_and_closed_windows(
         assert got["apdex"] == pytest.approx(row["apdex"], abs=1e-9)
         for q in ("p50", "p95", "p99"):
             assert abs(got[q] - row[q]) <= 0.01 * row[q], (row, q, got[q])
+
+    # Core Web Vitals, vital-only events included: counts and shares exact, p75 within 1 %
+    vitals = [
+        row
+        for row in web_vitals_truth(mix.accepted, views=(("1m", 1), ("5m", 5)))
+        if row["end_ms"] <= mix.closed_through
+    ]
+    assert {r["rating"] for r in vitals if r["kind"] == "web_vital"} >= {"good", "poor"}
+    got_vitals = [
+        r
+        for key, view in views.items()
+        if key.startswith(("page_load/1m/", "page_load/5m/"))
+        and view["end_ms"] <= mix.closed_through
+        for r in view["rows"]
+        if "kind" in r
+    ]
+    assert PAGE_LOAD_TRUTH.differences(got_vitals, vitals) == []
 
 
 def reference_views(settings: Settings, records: list[Any], through: int) -> dict[str, Any]:

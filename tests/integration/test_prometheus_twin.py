@@ -9,13 +9,14 @@ from typing import Any
 import yaml
 
 from expmon.alerting.promrules import export
-from expmon.alerting.rules import load_rules
+from expmon.alerting.rules import DEFAULT_RUNBOOK_BASE_URL, load_rules
 from expmon.families.registry import SIGNALS
 from expmon.local.procs import binary
 
 PL = 'region="all",window="5m"'
 PAY = 'user_type="all",window="5m"'
 BOUNCE = 'region="all",window="15m"'
+CWV = 'window="15m"'
 
 # (series, values): 24 samples 15 s apart = 6 minutes
 SERIES = [
@@ -48,11 +49,38 @@ SERIES = [
     (f'expmon_payment_window_attempts{{provider="adyen",method="card",{PAY}}}', "100x24"),
     (f'expmon_payment_window_failures{{provider="stripe",method="card",{PAY}}}', "1x24"),
     (f'expmon_payment_window_attempts{{provider="stripe",method="card",{PAY}}}', "100x24"),
-    # bounce on /landing summed over devices: (30 + 10) / (40 + 40) = 50 %
-    (f'expmon_bounce_window_bounces{{page="/landing",device="mobile",{BOUNCE}}}', "30x24"),
-    (f'expmon_bounce_window_sessions{{page="/landing",device="mobile",{BOUNCE}}}', "40x24"),
-    (f'expmon_bounce_window_bounces{{page="/landing",device="desktop",{BOUNCE}}}', "10x24"),
-    (f'expmon_bounce_window_sessions{{page="/landing",device="desktop",{BOUNCE}}}', "40x24"),
+    # over 3 % but not significant: 2 of 54 (3.7 %, Wilson 95 % lower bound 1.0 %), and
+    # 18 of 400 (4.5 %, lower bound 2.87 %); 19 of 400 is (4.75 %, lower bound 3.06 %)
+    (f'expmon_payment_window_failures{{provider="paypal",method="bnpl",{PAY}}}', "2x24"),
+    (f'expmon_payment_window_attempts{{provider="paypal",method="bnpl",{PAY}}}', "54x24"),
+    (f'expmon_payment_window_failures{{provider="stripe",method="wallet",{PAY}}}', "18x24"),
+    (f'expmon_payment_window_attempts{{provider="stripe",method="wallet",{PAY}}}', "400x24"),
+    (f'expmon_payment_window_failures{{provider="paypal",method="wallet",{PAY}}}', "19x24"),
+    (f'expmon_payment_window_attempts{{provider="paypal",method="wallet",{PAY}}}', "400x24"),
+    # bounce on /landing summed over devices: (300 + 100) / (400 + 400) = 50 %
+    (f'expmon_bounce_window_bounces{{page="/landing",device="mobile",{BOUNCE}}}', "300x24"),
+    (f'expmon_bounce_window_sessions{{page="/landing",device="mobile",{BOUNCE}}}', "400x24"),
+    (f'expmon_bounce_window_bounces{{page="/landing",device="desktop",{BOUNCE}}}', "100x24"),
+    (f'expmon_bounce_window_sessions{{page="/landing",device="desktop",{BOUNCE}}}', "400x24"),
+    # ... and on /promo 40 of 80 (50 %, lower bound 39.3 %): not significant
+    (f'expmon_bounce_window_bounces{{page="/promo",device="mobile",{BOUNCE}}}', "40x24"),
+    (f'expmon_bounce_window_sessions{{page="/promo",device="mobile",{BOUNCE}}}', "80x24"),
+    # Core Web Vitals over 15m: LCP poor on /product/:id mobile (80 views), CLS needing
+    # improvement on / desktop (60), INP poor but 10 views, FCP poor (not a core vital)
+    (
+        f'expmon_web_vital_p75_rating{{page="/product/:id",device="mobile",vital="lcp",{CWV}}}',
+        "2x24",
+    ),
+    (
+        f'expmon_web_vital_window_samples{{page="/product/:id",device="mobile",vital="lcp",{CWV}}}',
+        "80x24",
+    ),
+    (f'expmon_web_vital_p75_rating{{page="/",device="desktop",vital="cls",{CWV}}}', "1x24"),
+    (f'expmon_web_vital_window_samples{{page="/",device="desktop",vital="cls",{CWV}}}', "60x24"),
+    (f'expmon_web_vital_p75_rating{{page="/cart",device="tablet",vital="inp",{CWV}}}', "2x24"),
+    (f'expmon_web_vital_window_samples{{page="/cart",device="tablet",vital="inp",{CWV}}}', "10x24"),
+    (f'expmon_web_vital_p75_rating{{page="/",device="mobile",vital="fcp",{CWV}}}', "2x24"),
+    (f'expmon_web_vital_window_samples{{page="/",device="mobile",vital="fcp",{CWV}}}', "500x24"),
     # events: page-loads grows with 5 % invalid; checkout-events stopped
     ('expmon_events_total{topic="page-loads",outcome="accepted"}', "0+95x24"),
     ('expmon_events_total{topic="page-loads",outcome="invalid"}', "0+5x24"),
@@ -78,6 +106,9 @@ EXPECTED: list[tuple[str, str, list[tuple[dict[str, str], str]]]] = [
     ("1m", "PaymentFailureRateHigh", [
         ({"severity": "critical", "provider": "adyen", "method": "card"},
          "payment failures 10% > 3.0 % over 5m for provider=adyen, method=card (>= 50 attempts)"),
+        ({"severity": "critical", "provider": "paypal", "method": "wallet"},
+         "payment failures 4.75% > 3.0 % over 5m for provider=paypal, method=wallet "
+         "(>= 50 attempts)"),
     ]),
     ("1m", "BounceRateHigh", [
         ({"severity": "warning", "page": "/landing"},
@@ -96,9 +127,41 @@ EXPECTED: list[tuple[str, str, list[tuple[dict[str, str], str]]]] = [
          "5% of in-transit orders without a tracking update for 24 h (> 2.0 %) at carrier=dhl "
          "(>= 20 orders)"),
     ]),
+    ("1m", "CoreWebVitalsPoor", [
+        ({"severity": "warning", "page": "/product/:id", "device": "mobile", "vital": "lcp"},
+         "p75 page=/product/:id, device=mobile, vital=lcp is poor (worse than good) over 15m "
+         "(>= 50 page views)"),
+        ({"severity": "critical", "page": "/product/:id", "device": "mobile", "vital": "lcp"},
+         "p75 page=/product/:id, device=mobile, vital=lcp is poor (worse than needs improvement) "
+         "over 15m (>= 50 page views)"),
+        ({"severity": "warning", "page": "/", "device": "desktop", "vital": "cls"},
+         "p75 page=/, device=desktop, vital=cls is needs improvement (worse than good) over 15m "
+         "(>= 50 page views)"),
+    ]),
     ("5m", "DeliveryExceptionRateHigh", []),
     ("5m", "ShippingSLABreach", []),
 ]  # fmt: skip
+
+
+RATIO_ALERTS = {
+    "PaymentFailureRateHigh": 0.03,
+    "BounceRateHigh": 0.4,
+    "InvalidEventRateHigh": 0.01,
+    "TrackingStale": 0.02,
+}
+
+
+def annotations(name: str, summary: str) -> dict[str, str]:
+    out = {
+        "summary": summary,
+        "runbook_url": f"{DEFAULT_RUNBOOK_BASE_URL}docs/runbooks.md#{name.lower()}",
+    }
+    if name in RATIO_ALERTS:
+        out["significance"] = (
+            "fires only when the 95 % Wilson lower bound of the ratio is "
+            f"> {RATIO_ALERTS[name]:g} as well"
+        )
+    return out
 
 
 def promtool_tests(rules_file: str, expected: Any) -> dict[str, Any]:
@@ -116,10 +179,7 @@ def promtool_tests(rules_file: str, expected: Any) -> dict[str, Any]:
                         "exp_alerts": [
                             {
                                 "exp_labels": labels,
-                                "exp_annotations": {
-                                    "summary": summary,
-                                    "runbook_url": f"docs/runbooks.md#{name.lower()}",
-                                },
+                                "exp_annotations": annotations(name, summary),
                             }
                             for labels, summary in alerts
                         ],
@@ -147,7 +207,7 @@ def test_exported_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> No
     rules_path = write_rules(tmp_path)
     check = promtool("check", "rules", str(rules_path), cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 10 rules found" in check.stdout
+    assert "SUCCESS: 12 rules found" in check.stdout
     tests_path = tmp_path / "expmon-rules.test.yml"
     tests_path.write_text(yaml.safe_dump(promtool_tests(rules_path.name, EXPECTED)))
     run = promtool("test", "rules", str(tests_path), cwd=tmp_path)

@@ -157,6 +157,9 @@ def test_replay_equals_the_live_run_and_touches_nothing_live(
             assert rows(replayed[key]) == rows(view), key
             compared += 1
     assert compared > 50
+    # Core Web Vitals rows (p75 sketches, rating counts, assessment) among them
+    vital_rows = [r for v in live.values() for r in v["rows"] if r.get("kind") == "web_vital"]
+    assert {r["vital"] for r in vital_rows} == {"lcp", "inp", "cls", "fcp", "ttfb"}
     # Replay closes the rest at the end of the range; live still holds the last window open.
     assert max(w["end_ms"] for w in report["windows"]) > live_through
 
@@ -173,6 +176,7 @@ def test_replay_equals_the_live_run_and_touches_nothing_live(
 def test_bad_ranges_give_one_clear_line_each(
     settings_factory: Any,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -191,11 +195,14 @@ def test_bad_ranges_give_one_clear_line_each(
     }
     for expected, argv in cases.items():
         caplog.clear()
+        capsys.readouterr()
         with caplog.at_level(logging.ERROR, logger="expmon"):
             assert main([*base, *argv, *report]) == 2, expected
-        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        # one `expmon: error: ...` line on stderr (the CLI's one-line errors), nothing logged
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
         assert len(errors) == 1 and expected in errors[0], (expected, errors)
-        assert "\n" not in errors[0]
+        assert errors[0].startswith("expmon: error: ")
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not (tmp_path / "r.json").exists()
 
 

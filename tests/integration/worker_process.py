@@ -37,6 +37,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def expmon_cli(
+    settings: Settings, *args: str, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """`expmon ARGS` as a user runs it, configured by EXPMON_* variables only."""
+    return subprocess.run(
+        [sys.executable, "-m", "expmon.cli", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class WorkerProcess:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.port = free_port()
@@ -59,12 +73,16 @@ class WorkerProcess:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def metrics(self, *names: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Samples of the /metrics page; with `names`, of those families only (`name[]`)."""
+    def scrape(self, *names: str) -> str:
+        """The /metrics page as served; with `names`, of those families only (`name[]`)."""
         query = "&".join(f"name[]={name}" for name in names)
         url = f"http://127.0.0.1:{self.port}/metrics" + (f"?{query}" if query else "")
         with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
+            return str(resp.read().decode())
+
+    def metrics(self, *names: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Samples of the /metrics page; with `names`, of those families only (`name[]`)."""
+        text = self.scrape(*names)
         samples = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

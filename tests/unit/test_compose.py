@@ -22,8 +22,16 @@ from expmon.sim.incidents import parse_incidents
 
 ROOT = Path(__file__).resolve().parents[2]
 # services that run until stopped, each with a health check
-LONG_RUNNING = {"kafka", "worker", "prometheus", "alertmanager", "grafana"}
-EXPMON_SERVICES = {"topics", "worker", "simulator"}
+LONG_RUNNING = {
+    "kafka",
+    "worker",
+    "collector",
+    "collector-lb",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+}
+EXPMON_SERVICES = {"topics", "worker", "collector", "simulator"}
 
 
 def compose() -> dict[str, Any]:
@@ -132,6 +140,7 @@ def test_published_ports_come_from_env_and_do_not_clash() -> None:
             host_ports.append(int(env_example()[match[1]]))
     assert len(host_ports) == len(set(host_ports)) >= 4
     assert "ports" not in services()["worker"], "replicas cannot share a host port"
+    assert "ports" not in services()["collector"], "replicas cannot share a host port"
 
 
 def test_worker_metrics_port_is_what_prometheus_scrapes() -> None:
@@ -218,7 +227,7 @@ def test_promtool_accepts_the_config_and_its_rules() -> None:
         str(mounted("/etc/prometheus/rules") / "expmon.rules.yml"),
     )
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 10 rules found" in rules.stdout
+    assert "SUCCESS: 12 rules found" in rules.stdout
 
 
 def test_promtool_rejects_a_broken_config(tmp_path: Path) -> None:
@@ -268,3 +277,34 @@ def test_grafana_mounts_the_provisioning_and_dashboards() -> None:
     assert source["url"] == "http://prometheus:9090"
     scrape = yaml.safe_load(mounted("/etc/prometheus/prometheus.yml").read_text())["global"]
     assert source["jsonData"]["timeInterval"] == scrape["scrape_interval"]
+
+
+# ---------------------------------------------------------------- collectors
+
+
+def test_collectors_are_replicas_behind_the_load_balancer() -> None:
+    collector = services()["collector"]
+    assert collector["command"] == ["collect"] and collector["deploy"]["replicas"] >= 2
+    env = collector["environment"]
+    port = int(env["EXPMON_COLLECT_PORT"])
+    assert str(port) in collector["expose"] and env["EXPMON_COLLECT_HOST"] == "0.0.0.0"
+    assert collector["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    lb = services()["collector-lb"]
+    assert lb["depends_on"]["collector"]["condition"] == "service_healthy"
+    conf = mounted("/etc/nginx/conf.d/default.conf").read_text()
+    assert re.search(rf"server collector:{port}\b", conf), "nginx must proxy to the replicas"
+    # the header nginx sets is the one the collectors read the client from
+    header = env["EXPMON_COLLECT_CLIENT_IP_HEADER"]
+    assert f"proxy_set_header {header} $proxy_add_x_forwarded_for;" in conf
+    listen = re.search(r"listen (\d+);", conf)
+    assert listen is not None and lb["ports"] == [f"${{COLLECTOR_PORT:-{port}}}:{listen[1]}"]
+    body = re.search(r"client_max_body_size (\d+)m;", conf)
+    assert body is not None and int(body[1]) * 1_000_000 >= Settings().collect_max_body_bytes
+
+
+def test_prometheus_scrapes_every_collector() -> None:
+    config = yaml.safe_load(mounted("/etc/prometheus/prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "expmon-collector"]
+    sd = job["dns_sd_configs"][0]
+    port = services()["collector"]["environment"]["EXPMON_COLLECT_PORT"]
+    assert sd["names"] == ["collector"] and sd["port"] == int(port)

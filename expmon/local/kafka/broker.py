@@ -542,6 +542,10 @@ class LocalKafka:
         ]
 
     def _format_storage(self, java: str, libs: Path, props: Path) -> None:
+        if (self.data_dir / "kraft-logs" / "meta.properties").exists():
+            # A caller-supplied data_dir from an earlier run (a restart): keep its data. The
+            # tool would refuse it anyway, since each format draws a new cluster id.
+            return
         # --ignore-formatted: a caller-supplied data_dir from an earlier run keeps its data.
         cmd = [
             # The format tool is short-lived; a small heap keeps it from claiming 1/4 of RAM.

@@ -8,7 +8,7 @@ import pytest
 
 from expmon.alerting.engine import AlertEngine, EngineOutput
 from expmon.alerting.pipeline import PipelineTelemetry
-from expmon.alerting.rules import Rule, parse_rules
+from expmon.alerting.rules import Rule, RulesError, load_rules, parse_rules
 from expmon.engine.merge import ViewResult
 from expmon.families.registry import SIGNALS
 
@@ -134,7 +134,7 @@ def test_keep_firing_for_holds_through_a_dip() -> None:
 def test_additive_signal_groups_over_other_labels() -> None:
     rules = rules_of(
         "  - alert: Bounce\n    signal: bounce_ratio\n    window: 15m\n    threshold: 0.4\n"
-        "    min_volume: 50\n    by: [page]\n"
+        "    min_volume: 50\n    by: [page]\n    significance: none\n"  # grouping, not noise
     )
     engine = AlertEngine(rules, clock=Clock())
     rows = [
@@ -167,6 +167,7 @@ def test_baseline_rule_compares_with_trailing_level() -> None:
     rules = rules_of(
         "  - alert: Drop\n    signal: checkout_conversion_ratio\n    window: 15m\n"
         "    baseline: 1h\n    threshold: 0.25\n    min_volume: 10\n    baseline_min_volume: 100\n"
+        "    significance: none\n"  # the arithmetic of the baseline; significance: below
     )
     engine = AlertEngine(rules, clock=Clock())
     fired = []
@@ -252,7 +253,7 @@ def test_pipeline_rules_from_telemetry() -> None:
             "topic": "a",
             "highwater": {"0": 5, "1": 7},
             "outcomes": {"accepted": 990, "invalid": 20},
-            "tracking": {"0": {"dhl": [50, 2]}, "1": {"dhl": [50, 1], "ups": [10, 5]}},
+            "tracking": {"0": {"dhl": [50, 6]}, "1": {"dhl": [50, 4], "ups": [10, 5]}},
         },
         now,
     )
@@ -260,7 +261,8 @@ def test_pipeline_rules_from_telemetry() -> None:
     fired = sorted(
         (t.instance.alert, tuple(t.instance.labels.values())[2:]) for t in out.transitions
     )
-    # invalid 20/1010 > 1 %; dhl 3/100 stale > 2 %; ups below min volume
+    # invalid 20/1010 > 1 % (Wilson lower bound 1.3 %); dhl 10/100 stale > 2 % (5.5 %);
+    # ups below min volume
     assert fired == [("Invalid", ("a",)), ("Stale", ("dhl",))]
     # no growth for 11 s -> silent; growth -> resolved
     tel.add({"topic": "a", "highwater": {"0": 5, "1": 7}}, now + 11_000)
@@ -345,3 +347,141 @@ def test_silence_clock_survives_a_new_owner() -> None:
     seen.add({"topic": "a", "highwater": {"0": 8}}, now + 1_000)
     seen.restore_growth(writes.items())
     assert seen.last_growth_ms["a"] == now + 1_000
+
+
+# ---------------------------------------------------------------- significance
+
+
+def payment_rows(rows: list[tuple[str, str, int, int]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": "payment",
+            "provider": p,
+            "method": m,
+            "user_type": "all",
+            "attempts": n,
+            "failures": k,
+        }
+        for p, m, k, n in rows
+    ]
+
+
+@pytest.mark.parametrize(
+    ("significance", "failures", "attempts", "fires"),
+    [
+        # the demo's false page: 2 of 54 is 3.7 %, but 1.0 % is as likely as 3 %
+        ("", 2, 54, False),
+        ("significance: none", 2, 54, True),
+        ("significance: jeffreys", 2, 54, False),
+        # the soak's: 2 of 62 at a 1.2-1.5 % base rate
+        ("", 2, 62, False),
+        # a real outage at the same volume is clear
+        ("", 20, 54, True),
+        ("significance: jeffreys", 20, 54, True),
+        # 4.5 % of 400: lower bound 2.87 % (no); 4.75 %: 3.06 % (yes)
+        ("", 18, 400, False),
+        ("", 19, 400, True),
+        # a lower confidence asks for less evidence
+        ("confidence: 0.8", 18, 400, True),
+        # 4.25 % of 400: Wilson's lower bound 2.67 %, Jeffreys' 2.58 %: neither
+        ("significance: jeffreys", 17, 400, False),
+    ],
+)
+def test_ratio_alerts_fire_only_on_significant_breaches(
+    significance: str, failures: int, attempts: int, fires: bool
+) -> None:
+    rules = rules_of(
+        "  - alert: Pay\n    signal: payment_failure_ratio\n    window: 5m\n    threshold: 0.03\n"
+        f"    min_volume: 50\n    by: [provider, method]\n    {significance}\n"
+    )
+    engine = AlertEngine(rules, clock=Clock())
+    rows = payment_rows([("paypal", "wallet", failures, attempts)])
+    out = engine.evaluate_view(view(T0 + 5 * MIN, rows, "checkout", "5m"))
+    assert bool(out.transitions) is fires
+    stats = engine.stats["Pay:warning"]
+    assert (stats.breaches, stats.not_significant) == (1, 0 if fires else 1)
+    if fires:
+        evidence = out.transitions[0].instance.annotations["evidence"]
+        assert evidence.startswith(f"{failures / attempts * 100:.1f} % ({failures} of {attempts})")
+    elif significance != "significance: none":
+        # the report and the view say why the rule held back
+        assert stats.near_miss.startswith(f"{failures / attempts * 100:.1f} % ({failures} of ")
+        assert "— not significant" in stats.near_miss
+
+
+def test_evidence_names_the_interval() -> None:
+    rules = rules_of(
+        "  - alert: Pay\n    signal: payment_failure_ratio\n    window: 5m\n    threshold: 0.03\n"
+        "    min_volume: 50\n    by: [provider, method]\n"
+    )
+    engine = AlertEngine(rules, clock=Clock())
+    rows = payment_rows([("paypal", "wallet", 2, 54), ("adyen", "card", 40, 540)])
+    out = engine.evaluate_view(view(T0 + 5 * MIN, rows, "checkout", "5m"))
+    assert out.transitions[0].instance.annotations["evidence"] == (
+        "7.4 % (40 of 540); 95 % Wilson lower bound 5.5 % > 3.0 %"
+    )
+    assert engine.stats["Pay:warning"].near_miss == (
+        "3.7 % (2 of 54) — not significant: 95 % Wilson lower bound 1.0 % <= 3.0 %"
+    )
+
+
+def test_low_ratio_rules_need_the_upper_bound_below() -> None:
+    rules = rules_of(
+        "  - alert: LowConv\n    signal: checkout_conversion_ratio\n    window: 15m\n"
+        "    op: '<'\n    threshold: 0.5\n    min_volume: 10\n"
+    )
+    engine = AlertEngine(rules, clock=Clock())
+    # 4 of 10 (40 %): upper bound 68 % -> no; 80 of 200 (40 %): upper bound 47 % -> yes
+    quiet = engine.evaluate_view(view(T0 + 15 * MIN, conversion_rows(10, 4), "checkout", "15m"))
+    assert not quiet.transitions
+    loud = engine.evaluate_view(view(T0 + 16 * MIN, conversion_rows(200, 80), "checkout", "15m"))
+    assert [t.state for t in loud.transitions] == ["firing"]
+
+
+@pytest.mark.parametrize(("scale", "fires"), [(1, False), (20, True)])
+def test_baseline_drop_must_be_significant_at_its_volume(scale: int, fires: bool) -> None:
+    """Baseline 50 %; now 30 % (a 40 % drop, limit 25 %): of 20 checkouts the upper bound
+    of the conversion (52 %) is no drop at all; of 400 (34.7 %) it is a 31 % drop."""
+    rules = rules_of(
+        "  - alert: Drop\n    signal: checkout_conversion_ratio\n    window: 15m\n"
+        "    baseline: 1h\n    threshold: 0.25\n    min_volume: 10\n    baseline_min_volume: 100\n"
+    )
+    engine = AlertEngine(rules, clock=Clock())
+    for minute in range(1, 61):
+        rows = conversion_rows(100, 50)
+        engine.evaluate_view(view(T0 + minute * MIN, rows, "checkout", "1m"))
+    end = T0 + 61 * MIN
+    now = conversion_rows(20 * scale, 6 * scale)
+    out = engine.evaluate_view(view(end, now, "checkout", "15m"))
+    assert bool(out.transitions) is fires
+    stats = engine.stats["Drop:warning"]
+    assert stats.breaches == 1 and stats.peak == pytest.approx(0.4)
+
+
+def test_peak_is_the_worst_value_while_active() -> None:
+    rules = rules_of(
+        "  - alert: Pay\n    signal: payment_failure_ratio\n    window: 5m\n    threshold: 0.03\n"
+        "    min_volume: 50\n    by: [provider, method]\n"
+    )
+    engine = AlertEngine(rules, clock=Clock())
+    seen = []
+    for minute, failures in ((5, 40), (6, 100), (7, 60), (8, 1)):
+        rows = payment_rows([("adyen", "card", failures, 540)])
+        for t in engine.evaluate_view(view(T0 + minute * MIN, rows, "checkout", "5m")).transitions:
+            seen.append((t.state, round(t.instance.value, 4), round(t.instance.peak or 0, 4)))
+    assert seen == [("firing", 0.0741, 0.0741), ("resolved", 0.1111, 0.1852)]
+
+
+def test_significance_is_for_ratio_signals_only() -> None:
+    with pytest.raises(RulesError) as info:
+        rules_of(
+            "  - alert: S\n    signal: page_load_p95_seconds\n    window: 5m\n    threshold: 3\n"
+            "    by: [page, device]\n    significance: wilson\n"
+        )
+    assert "significance applies to ratio signals only" in str(info.value)
+    defaults = {r.alert: r.significance for r in load_rules(signals=SIGNALS)}
+    assert defaults["PageLoadSlow"] == defaults["EventSourceSilent"] == "none"
+    ratios = ("BounceRateHigh", "PaymentFailureRateHigh", "CheckoutDropOffSpike",
+              "ShippingSLABreach", "TrackingStale", "DeliveryExceptionRateHigh",
+              "InvalidEventRateHigh")  # fmt: skip
+    assert {defaults[a] for a in ratios} == {"wilson"}

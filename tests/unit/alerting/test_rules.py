@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from expmon.alerting.rules import RulesError, load_rules, parse_rules
+from expmon.alerting.rules import (
+    DEFAULT_RUNBOOK_BASE_URL,
+    RulesError,
+    absolute_url,
+    load_rules,
+    parse_rules,
+)
 from expmon.cli import main
 from expmon.families.registry import SIGNALS
+from expmon.settings import Settings
 
 CONTRACT_ALERTS = {
     "PageLoadSlow",
@@ -20,6 +28,7 @@ CONTRACT_ALERTS = {
     "DeliveryExceptionRateHigh",
     "EventSourceSilent",
     "InvalidEventRateHigh",
+    "CoreWebVitalsPoor",
 }
 
 
@@ -130,7 +139,7 @@ def test_cli_check_reports_problems_and_exit_code(
     good = tmp_path / "good.yml"
     good.write_text("rules:\n  - alert: PageLoadSlow\n    threshold: 2.5\n")
     assert main(["rules", "check", "--rules", str(good)]) == 0
-    assert "OK: 9 alerts" in capsys.readouterr().out
+    assert "OK: 10 alerts" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text("rules:\n  - alert: PageLoadSlow\n    threshold: fast\n")
     assert main(["rules", "check", "--rules", str(bad)]) == 2
@@ -246,3 +255,44 @@ def test_signals_catalogue_is_consistent() -> None:
             assert signal.additive or (signal.value is not None and signal.volume is not None)
         if signal.source == "pipeline":
             assert not signal.fixed
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "expected"),
+    [
+        ("docs/runbooks.md#pageloadslow", "https://git.example.test/shop/expmon/-/blob/main/",
+         "https://git.example.test/shop/expmon/-/blob/main/docs/runbooks.md#pageloadslow"),
+        # a base without its trailing slash is still a folder
+        ("docs/runbooks.md#x", "https://wiki.example.test/ops", "https://wiki.example.test/ops/docs/runbooks.md#x"),
+        # absolute URLs in a rule stay as written
+        ("https://pager.example.test/r/1", "https://other.example.test/", "https://pager.example.test/r/1"),
+        ("", "https://other.example.test/", ""),
+    ],
+)  # fmt: skip
+def test_runbook_urls_become_absolute(url: str, base: str, expected: str) -> None:
+    assert absolute_url(url, base) == expected
+
+
+def test_runbook_base_url_setting_reaches_rules_and_the_twin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = "https://git.example.test/shop/expmon/-/blob/main/"
+    monkeypatch.setenv("EXPMON_RUNBOOK_BASE_URL", base)
+    settings = Settings.from_env()
+    assert settings.runbook_base_url == base
+    rules = load_rules(signals=SIGNALS, runbook_base_url=settings.runbook_base_url)
+    assert {r.runbook_url for r in rules} == {
+        f"{base}docs/runbooks.md#{r.alert.lower()}" for r in rules
+    }
+    # the Prometheus twin (export-prometheus reads the same setting)
+    out = tmp_path / "twin.yml"
+    assert main(["rules", "export-prometheus", "-o", str(out)]) == 0
+    twin = yaml.safe_load(out.read_text())["groups"][0]["rules"]
+    assert {r["annotations"]["runbook_url"] for r in twin} == {r.runbook_url for r in rules}
+    # default: the project's repository
+    monkeypatch.delenv("EXPMON_RUNBOOK_BASE_URL")
+    assert Settings.from_env().runbook_base_url == DEFAULT_RUNBOOK_BASE_URL
+    assert all(
+        r.runbook_url.startswith(DEFAULT_RUNBOOK_BASE_URL + "docs/runbooks.md#")
+        for r in load_rules(signals=SIGNALS)
+    )

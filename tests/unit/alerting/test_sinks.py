@@ -129,3 +129,27 @@ def test_each_alertmanager_gets_every_alert_even_if_another_is_down() -> None:
     up, down = asyncio.run(scenario())
     assert [a["labels"]["page"] for a in up.posts[0]] == ["/p"]
     assert down.failed >= 1 and not down.posts
+
+
+def test_alertmanager_payload_carries_the_absolute_runbook_url() -> None:
+    from expmon.alerting.engine import AlertEngine
+    from expmon.alerting.rules import load_rules
+    from expmon.engine.merge import ViewResult
+    from expmon.families.registry import SIGNALS
+
+    base = "https://git.example.test/shop/expmon/-/blob/main/"
+    rules = [
+        r
+        for r in load_rules(signals=SIGNALS, runbook_base_url=base)
+        if r.alert == "PaymentFailureRateHigh"
+    ]
+    engine = AlertEngine(rules, clock=lambda: 1000.0)
+    row = {"kind": "payment", "provider": "adyen", "method": "card", "user_type": "all",
+           "attempts": 500, "failures": 100}  # fmt: skip
+    out = engine.evaluate_view(ViewResult("checkout", "5m", 0, 300_000, [row]))
+    assert [t.state for t in out.transitions] == ["firing"]
+    sink = AlertmanagerSink(["http://127.0.0.1:9"])
+    sink.replace(engine.notifiable())
+    [alert] = sink.payload()
+    assert alert["annotations"]["runbook_url"] == f"{base}docs/runbooks.md#paymentfailureratehigh"
+    assert alert["annotations"]["evidence"].startswith("20.0 % (100 of 500)")

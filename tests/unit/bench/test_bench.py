@@ -26,6 +26,7 @@ from expmon.bench.run import (
     table_rows,
 )
 from expmon.memory import parse_vm_hwm_kb, read_vm_hwm_kb
+from expmon.settings import Settings
 from expmon.sim.catalogue import PAGES, PLATFORM_WEIGHTS, REGION_WEIGHTS
 from schemas import codec
 from schemas.events import EventFamily, make_validators
@@ -226,3 +227,13 @@ def test_latency_rules_keep_only_page_load_slow_on_the_1m_view() -> None:
     assert [(r.alert, r.severity, r.window, r.for_ms) for r in rules] == [
         ("PageLoadSlow", "warning", "1m", 0)
     ]
+
+
+def test_exposition_figures_show_the_budget_holding() -> None:
+    from expmon.bench.exposition import measure_exposition
+
+    figures = measure_exposition(Settings(max_pages=6, max_regions=4, series_budget=300))
+    assert figures["unbudgeted"]["series"] > 1000
+    assert figures["budgeted"]["series"] <= 300
+    assert figures["budgeted"]["bytes"] < figures["unbudgeted"]["bytes"]
+    assert figures["budgeted"]["healthz_ms"]["n"] >= 1

@@ -30,10 +30,15 @@ class RecordingProducer:
     async def start(self) -> None:
         return None
 
-    async def send_all(self, messages: Sequence[Message]) -> None:
+    async def send_all(
+        self, messages: Sequence[Message], on_ack: Callable[[int], None] | None = None
+    ) -> None:
         if self.failing:
             raise ProduceError("broker down (test)")
         self.messages.extend(messages)
+        for index in range(len(messages)):
+            if on_ack is not None:
+                on_ack(index)
 
     async def stop(self) -> None:
         self.stopped = True

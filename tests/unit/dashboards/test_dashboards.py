@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from expmon.alerting.rules import load_rules
+from expmon.alerting.rules import DEFAULT_RUNBOOK_BASE_URL, load_rules
 from expmon.dashboards import generate as dashboards
 from expmon.dashboards.generate import DASHBOARDS, dashboard_json, main, outputs
 from expmon.exposition.metrics import Metrics, new_registry
@@ -75,13 +75,14 @@ def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
 
 
 def test_five_dashboards_with_unique_uids_and_titles() -> None:
-    assert len({b["uid"] for b in BOARDS}) == len({b["title"] for b in BOARDS}) == 5
+    assert len({b["uid"] for b in BOARDS}) == len({b["title"] for b in BOARDS}) == 6
     assert {b["uid"] for b in BOARDS} == {
         "expmon-overview",
         "expmon-pages",
         "expmon-checkout",
         "expmon-logistics",
         "expmon-pipeline",
+        "expmon-web-vitals",
     }
 
 
@@ -218,10 +219,10 @@ def test_every_alert_has_a_runbook_section_its_url_points_at() -> None:
     runbooks = (ROOT / "docs" / "runbooks.md").read_text()
     anchors = {github_anchor(h) for h in re.findall(r"^## (.+)$", runbooks, re.MULTILINE)}
     alerts = {rule.alert: rule.runbook_url for rule in load_rules(signals=SIGNALS)}
-    assert len(alerts) == 9
+    assert len(alerts) == 10
     for alert, url in alerts.items():
         path, _, anchor = url.partition("#")
-        assert path == "docs/runbooks.md", alert
+        assert path == DEFAULT_RUNBOOK_BASE_URL + "docs/runbooks.md", alert
         assert anchor == github_anchor(alert) and anchor in anchors, alert
     assert len(anchors) == len(alerts), "one section per alert"
 

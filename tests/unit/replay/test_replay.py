@@ -302,7 +302,7 @@ def test_run_replay_from_a_recording_writes_the_reports(
     direct.feed(records)
     direct.finish()
     assert (tmp_path / "r.json").read_bytes() == report_bytes(direct.report())
-    assert "## Alert timeline" in (tmp_path / "r.md").read_text()
+    assert "## Alert transitions" in (tmp_path / "r.md").read_text()
 
 
 def test_a_recording_of_other_topics_names_the_setting_to_use(tmp_path: Path) -> None:
