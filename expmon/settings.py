@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     )
 
     # --- Topics ------------------------------------------------------------
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="replicas of the topics the monitor creates, faust's changelogs included "
+        "(default: 3 on a cluster of >= 3 brokers, else the broker's default)",
+    )
     topic_page_loads: str = "page-loads"
     topic_checkout: str = "checkout-events"
     topic_logistics: str = "logistics-events"
@@ -273,6 +279,20 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             problems = "; ".join(map(_problem, exc.errors()))
             raise ConfigError(f"invalid settings: {problems}") from exc
+
+    def describe(self) -> str:
+        """Every setting as `name=value`, secrets as `***` (for the start log)."""
+        parts = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = "***"
+            elif isinstance(value, tuple):
+                text = ",".join(map(str, value)) or "-"
+            else:
+                text = "-" if value is None or value == "" else str(value)
+            parts.append(f"{name}={text}")
+        return " ".join(parts)
 
     @property
     def window_ms(self) -> int:
