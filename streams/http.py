@@ -51,6 +51,8 @@ def routes(
                     for i in alerts.engine.instances.values()
                     if wanted is None or i.fingerprint == wanted
                 ],
+                # over the threshold but not significant at their volume (not alerts)
+                "held_back": list(alerts.engine.held_back.values()) if wanted is None else [],
             }
         return web.Response(body=codec.dumps(body), content_type="application/json")
 
