@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     # --- Metrics endpoint --------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9477, ge=0, le=65535)
+    metrics_basic_auth_user: str | None = Field(
+        None, description="with a password: /metrics and /alerts ask for HTTP basic auth"
+    )
+    metrics_basic_auth_password: SecretStr | None = None
+    metrics_tls_certfile: Path | None = Field(
+        None, description="with a key file: the HTTP endpoints speak HTTPS"
+    )
+    metrics_tls_keyfile: Path | None = None
     series_budget: int = Field(
         10_000,
         ge=100,
