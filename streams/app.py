@@ -93,7 +93,9 @@ def new_faust_app(settings: Settings) -> Any:
         store="memory://",
         web_enabled=False,
         autodiscover=False,
-        topic_replication_factor=1,
+        # resolved at start (expmon.kafka.admin.replication_factor): checkpoints must
+        # survive a broker loss on a real cluster
+        topic_replication_factor=settings.replication_factor or 1,
         topic_partitions=1,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.kafka_session_timeout_seconds,

@@ -290,6 +290,9 @@ class AlertEngine:
         self.instances: dict[str, AlertInstance] = {}
         self.baselines = Baselines()
         self.stats: dict[str, RuleStats] = {r.id: RuleStats() for r in self.rules}
+        # breaches of the latest evaluation that were not significant, by fingerprint:
+        # what a view shows as "3.7 % (2 of 54) — not significant" (not persisted)
+        self.held_back: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ inputs
     def evaluate_view(self, result: ViewResult) -> EngineOutput:
@@ -408,9 +411,17 @@ class AlertEngine:
         breaching: set[str] = set()
         stats = self.stats.setdefault(rule.id, RuleStats())
         stats.evaluations += 1
+        for fp in [f for f, h in self.held_back.items() if h["rule_id"] == rule.id]:
+            del self.held_back[fp]
         for obs in observations:
             verdict = judge(rule, obs)
             stats.add(rule, obs, verdict)
+            if verdict.breached and not verdict.significant:
+                labels = self._labels(rule, obs.group)
+                self.held_back[fingerprint(labels)] = {
+                    "rule_id": rule.id, "alert": rule.alert, "severity": rule.severity,
+                    "labels": labels, "at_ms": now_ms, "evidence": evidence(rule, obs, verdict),
+                }  # fmt: skip
             if not verdict.significant:
                 continue
             labels = self._labels(rule, obs.group)

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
+from expmon.errors import ProduceError
 from expmon.families.registry import BY_NAME
 from expmon.kafka.connection import aiokafka_kwargs
 from expmon.settings import Settings
@@ -75,8 +77,37 @@ def _default_producer(settings: Settings, max_request_size: int) -> Any:
         linger_ms=10,
         max_batch_size=256 * 1024,
         max_request_size=max_request_size,
-        acks=1,
+        # every replica in sync holds what we count as sent; idempotence: the producer's
+        # own retries never write a record twice
+        acks="all",
+        enable_idempotence=True,
+        # a delivery not confirmed within this comes back failed and is re-sent by
+        # `produce` until EXPMON_SIM_DELIVERY_TIMEOUT_SECONDS
+        request_timeout_ms=int(min(30.0, settings.sim_delivery_timeout_seconds) * 1000),
     )
+
+
+RETRY_BACKOFF_S = 1.0
+
+
+@dataclass(slots=True)
+class Pending:
+    """A record handed to the producer, not yet acknowledged."""
+
+    record: Record
+    topic: str
+    first_try: float  # loop time of its first send: the delivery timeout counts from it
+    future: asyncio.Future[Any]
+
+    def key(self) -> tuple[Record, str, float]:
+        return self.record, self.topic, self.first_try
+
+
+async def settle_done(pending: list[Pending], acknowledged: Callable[[Record, str], None]) -> None:
+    """After an interruption: count the deliveries that did complete, and only those."""
+    for item in pending:
+        if item.future.done() and not item.future.cancelled() and item.future.exception() is None:
+            acknowledged(item.record, item.topic)
 
 
 def now_ms() -> int:
@@ -100,8 +131,11 @@ async def produce(
     realtime=True: event times start at the wall clock now and records are paced so that
     stream time follows the wall clock (the target rate). realtime=False: synthetic event
     times from `generator.start_ms`, sent as fast as the producer takes them.
-    `on_record` sees every record after it was handed to the producer. On cancellation the
-    producer is flushed and stopped, and CancelledError propagates.
+    `on_record` sees every record once the broker acknowledged it (never one that did not
+    reach Kafka). A broker outage is ridden out: failed deliveries are re-sent until
+    `settings.sim_delivery_timeout_seconds` after each record's first try, then
+    ProduceError. On cancellation the producer is flushed and stopped, and CancelledError
+    propagates.
     """
     start_ms = now_ms() if realtime else generator.start_ms
     max_request = max(1_048_576, generator.oversize_bytes + 64 * 1024)
@@ -111,7 +145,6 @@ async def produce(
     loop = asyncio.get_running_loop()
     wall_start = loop.time()
     last_log = wall_start
-    pending: list[asyncio.Future[Any]] = []
     topics = {f: topic_for(settings, f) for f in EventFamily}
     await producer.start()
     partitions = None
@@ -134,6 +167,81 @@ async def produce(
         ", ".join(str(i) for i in generator.incidents) or "none",
         ", ".join(topics[f] for f in generator.families),
     )
+    deadline_s = settings.sim_delivery_timeout_seconds
+    acked = 0
+
+    def acknowledged(record: Record, topic: str) -> None:
+        stats.records[topic] = stats.records.get(topic, 0) + 1
+        stats.events[topic] = stats.events.get(topic, 0) + record.event_count
+        if record.bad is not None:
+            stats.bad_records[topic] = stats.bad_records.get(topic, 0) + 1
+        if record.duplicates:
+            stats.duplicates[topic] = stats.duplicates.get(topic, 0) + record.duplicates
+        if on_record is not None:
+            on_record(record)
+
+    async def send(record: Record, topic: str, first_try: float) -> asyncio.Future[Any]:
+        """Hand the record to the producer, retrying while the broker is away."""
+        while True:
+            try:
+                fut: asyncio.Future[Any] = await producer.send(
+                    topic, value=record.value, key=record.key.encode()
+                )
+                return fut
+            except KafkaError as exc:
+                await _retry_or_fail(exc, first_try)
+
+    def check_deadline(exc: BaseException, first_try: float) -> None:
+        waited = loop.time() - first_try
+        if waited >= deadline_s:
+            raise ProduceError(
+                f"the broker did not acknowledge a record for {waited:.0f} s "
+                f"(EXPMON_SIM_DELIVERY_TIMEOUT_SECONDS={deadline_s:g}): {exc!r}; "
+                f"{acked} records were acknowledged (ground truth holds those)"
+            ) from None
+
+    async def _retry_or_fail(exc: BaseException, first_try: float) -> None:
+        check_deadline(exc, first_try)
+        await asyncio.sleep(RETRY_BACKOFF_S)
+
+    async def settle(batch: list[Pending]) -> None:
+        """Wait for every delivery of `batch` (in place: what is left in it is what was
+        not acknowledged); re-send the failed ones until acknowledged or the delivery
+        timeout (counted from each record's first try) has passed."""
+        nonlocal acked
+        while batch:
+            outcomes = await asyncio.gather(*(p.future for p in batch), return_exceptions=True)
+            failed: list[Pending] = []
+            fatal: BaseException | None = None
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failed.append(item)
+                    if not isinstance(outcome, KafkaError):
+                        fatal = outcome
+                else:
+                    acked += 1
+                    acknowledged(item.record, item.topic)
+            batch[:] = failed
+            if fatal is not None:
+                raise fatal
+            if not failed:
+                return
+            logger.warning(
+                "broker did not acknowledge %d records (%r); re-sending for up to %g s",
+                len(failed),
+                next(o for o in outcomes if isinstance(o, BaseException)),
+                deadline_s,
+            )
+            for item in failed:
+                check_deadline(KafkaError("not acknowledged"), item.first_try)
+            await asyncio.sleep(RETRY_BACKOFF_S)
+            resent = [
+                Pending(item.record, item.topic, item.first_try, await send(*item.key()))
+                for item in failed
+            ]
+            batch[:] = resent
+
+    pending: list[Pending] = []
     try:
         for record in records:
             if realtime:
@@ -141,46 +249,40 @@ async def produce(
                 if delay > 0.002:
                     await asyncio.sleep(delay)
             topic = topics[record.family]
-            fut = await producer.send(topic, value=record.value, key=record.key.encode())
-            pending.append(fut)
-            stats.records[topic] = stats.records.get(topic, 0) + 1
-            stats.events[topic] = stats.events.get(topic, 0) + record.event_count
-            if record.bad is not None:
-                stats.bad_records[topic] = stats.bad_records.get(topic, 0) + 1
-            if record.duplicates:
-                stats.duplicates[topic] = stats.duplicates.get(topic, 0) + record.duplicates
-            if on_record is not None:
-                on_record(record)
+            now = loop.time()
+            pending.append(Pending(record, topic, now, await send(record, topic, now)))
             if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
+                await settle(pending)
             now = loop.time()
             if now - last_log >= progress_every_s:
                 last_log = now
                 elapsed = now - wall_start
                 logger.info(
-                    "produced %d events in %d records (%.0f events/s)",
+                    "handed %d records to the producer; %d events in %d records acknowledged"
+                    " (%.0f events/s)",
+                    acked + len(pending),
                     stats.total_events,
                     stats.total_records,
                     stats.total_events / elapsed if elapsed > 0 else 0.0,
                 )
-            elif not realtime and stats.total_records % 1000 == 0:
+            elif not realtime and len(pending) % 1000 == 0:
                 await asyncio.sleep(0)  # let the producer's sender task run
-        if pending:
-            await asyncio.gather(*pending)
-            pending.clear()
+        await settle(pending)
     except asyncio.CancelledError:
         stats.cancelled = True
         logger.info("simulation cancelled; flushing what was produced")
         raise
     finally:
         try:
-            await producer.flush()
+            await asyncio.wait_for(producer.flush(), timeout=min(10.0, deadline_s))
+            await settle_done(pending, acknowledged)
+        except (TimeoutError, KafkaError, ProduceError):
+            logger.warning("%d records not acknowledged at the end: not counted", len(pending))
         finally:
             await producer.stop()
         stats.elapsed_s = loop.time() - wall_start
         logger.info(
-            "produced %d events in %d records in %.1f s: %s",
+            "acknowledged %d events in %d records in %.1f s: %s",
             stats.total_events,
             stats.total_records,
             stats.elapsed_s,

@@ -186,3 +186,26 @@ def test_broker_down_is_503_and_the_retries_land_once(tmp_path: Path) -> None:
     assert sorted(counts) == ["after", "before", "down-0", "down-1"]
     assert counts["before"] == counts["after"] == 1
     assert all(counts[f"down-{i}"] <= 2 for i in range(2))
+
+
+def test_missing_topics_are_one_clear_line(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.worker_process import settings_env
+
+    settings = settings_factory()  # its topics were never created
+    done = subprocess.run(
+        [sys.executable, "-m", "expmon.cli", "collect", "--port", "0"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "expmon topics create" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr

@@ -47,7 +47,6 @@ function start(config) {
   function newView(startedAt) {
     view = {
       event_id: randomId(),
-      occurred_at: startedAt,
       schema_version: 1,
       session_id: sessionId(startedAt),
       page: config.route || routeTemplate(location.pathname),
@@ -69,7 +68,10 @@ function start(config) {
     view.sent = true;
     const event = {
       event_id: view.event_id,
-      occurred_at: view.occurred_at,
+      // when the measurements became final (the page hid), not when the view began: a
+      // view held open for minutes would otherwise reach the worker behind its
+      // partition's watermark (late), while its beacon is as fresh as any other
+      occurred_at: Date.now(),
       schema_version: 1,
       session_id: view.session_id,
       page: view.page,

@@ -485,3 +485,21 @@ def test_significance_is_for_ratio_signals_only() -> None:
               "ShippingSLABreach", "TrackingStale", "DeliveryExceptionRateHigh",
               "InvalidEventRateHigh")  # fmt: skip
     assert {defaults[a] for a in ratios} == {"wilson"}
+
+
+def test_breaches_held_back_are_listed_until_the_next_evaluation() -> None:
+    rules = rules_of(
+        "  - alert: Pay\n    signal: payment_failure_ratio\n    window: 5m\n    threshold: 0.03\n"
+        "    min_volume: 50\n    by: [provider, method]\n"
+    )
+    engine = AlertEngine(rules, clock=Clock())
+    rows = payment_rows([("paypal", "wallet", 2, 54), ("adyen", "card", 0, 500)])
+    engine.evaluate_view(view(T0 + 5 * MIN, rows, "checkout", "5m"))
+    [held] = engine.held_back.values()
+    assert held["labels"]["provider"] == "paypal" and held["at_ms"] == T0 + 5 * MIN
+    assert held["evidence"].startswith("3.7 % (2 of 54) — not significant")
+    assert not engine.instances
+    # the next view has the group within its threshold: nothing held back any more
+    engine.evaluate_view(view(T0 + 6 * MIN, payment_rows([("paypal", "wallet", 0, 54)]),
+                              "checkout", "5m"))  # fmt: skip
+    assert engine.held_back == {}
