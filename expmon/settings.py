@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     )
 
     # --- Topics ------------------------------------------------------------
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="replicas of the topics the monitor creates, faust's changelogs included "
+        "(default: 3 on a cluster of >= 3 brokers, else the broker's default)",
+    )
     topic_page_loads: str = "page-loads"
     topic_checkout: str = "checkout-events"
     topic_logistics: str = "logistics-events"
@@ -73,6 +79,14 @@ class Settings(BaseSettings):
     # --- Metrics endpoint --------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9477, ge=0, le=65535)
+    metrics_basic_auth_user: str | None = Field(
+        None, description="with a password: /metrics and /alerts ask for HTTP basic auth"
+    )
+    metrics_basic_auth_password: SecretStr | None = None
+    metrics_tls_certfile: Path | None = Field(
+        None, description="with a key file: the HTTP endpoints speak HTTPS"
+    )
+    metrics_tls_keyfile: Path | None = None
     series_budget: int = Field(
         10_000,
         ge=100,
@@ -273,6 +287,20 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             problems = "; ".join(map(_problem, exc.errors()))
             raise ConfigError(f"invalid settings: {problems}") from exc
+
+    def describe(self) -> str:
+        """Every setting as `name=value`, secrets as `***` (for the start log)."""
+        parts = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = "***"
+            elif isinstance(value, tuple):
+                text = ",".join(map(str, value)) or "-"
+            else:
+                text = "-" if value is None or value == "" else str(value)
+            parts.append(f"{name}={text}")
+        return " ".join(parts)
 
     @property
     def window_ms(self) -> int:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from expmon.cli.common import Verbs, add_verb, settings_from
 from expmon.kafka.reach import preflight
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(verbs: Verbs) -> None:
@@ -23,10 +26,14 @@ def add_parser(verbs: Verbs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from expmon.kafka.admin import default_topic_specs, ensure_topics
+    from expmon.kafka.admin import default_topic_specs, ensure_topics, replication_factor
 
     settings = settings_from(args, topic_partitions=args.partitions)
-    preflight(settings)
+    cluster = preflight(settings)
+    if args.action == "create":
+        replicas, why = replication_factor(settings, cluster.brokers)
+        settings = settings.model_copy(update={"replication_factor": replicas})
+        log.info("replication factor %d for new topics (%s)", replicas, why)
     specs = default_topic_specs(settings)
     reports = ensure_topics(settings, specs, create=args.action == "create")
     width = max(len(r.name) for r in reports)

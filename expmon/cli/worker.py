@@ -11,7 +11,12 @@ from expmon.errors import TopicError
 from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import input_topics
 from expmon.gctune import throughput_gc
-from expmon.kafka.admin import default_topic_specs, ensure_topics, partition_count
+from expmon.kafka.admin import (
+    default_topic_specs,
+    ensure_topics,
+    partition_count,
+    replication_factor,
+)
 from expmon.kafka.reach import preflight
 from expmon.settings import Settings
 
@@ -96,7 +101,11 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
         "metrics",
         "--metrics-port/EXPMON_METRICS_PORT",
     )
-    preflight(settings)
+    cluster = preflight(settings)
+    replicas, why = replication_factor(settings, cluster.brokers)
+    settings = settings.model_copy(update={"replication_factor": replicas})
+    log.info("replication factor %d for the topics the worker creates (%s)", replicas, why)
+    log.info("effective settings: %s", settings.describe())
     partitions = input_partitions(settings, create_topics)
     metrics = Metrics(new_registry())
     worker_app = build_worker(settings, metrics, partitions, rules=rules).app

@@ -153,6 +153,8 @@ def ensure_topics(
                         {
                             spec.name: {
                                 "num_partitions": spec.partitions,
+                                # -1: the broker's default.replication.factor
+                                "replication_factor": settings.replication_factor or -1,
                                 "configs": dict(spec.configs),
                             }
                         },
@@ -217,3 +219,48 @@ def partition_count(settings: Settings, topic: str, timeout: float = 30.0) -> in
     if found is None:
         return None
     return len(found.get("partitions") or [])
+
+
+def broker_default_replication(settings: Settings, timeout: float = 10.0) -> int | None:
+    """The cluster's `default.replication.factor` (None if it cannot be read)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    try:
+        with _admin(settings, timeout) as admin:
+            brokers = admin.describe_cluster()["brokers"]
+            node = (
+                str(brokers[0].get("broker_id", brokers[0].get("node_id", 0))) if brokers else "0"
+            )
+            found = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.BROKER, node, ["default.replication.factor"])],
+                config_filter="all",
+            )
+    except (KafkaError, TopicError, KeyError, IndexError) as exc:
+        logger.warning("could not read default.replication.factor: %r", exc)
+        return None
+    for resources in found.values():
+        for configs in resources.values():
+            entry = configs.get("default.replication.factor")
+            if entry is not None:
+                value = entry.get("value") if isinstance(entry, dict) else entry
+                return int(str(value))
+    return None
+
+
+def replication_factor(settings: Settings, brokers: int) -> tuple[int, str]:
+    """The replication factor of the topics the monitor creates (its own and faust's
+    changelogs), and why: the setting, else 3 on a cluster of >= 3 brokers, else the
+    broker's default."""
+    if settings.replication_factor is not None:
+        if settings.replication_factor > brokers:
+            raise TopicError(
+                f"EXPMON_REPLICATION_FACTOR={settings.replication_factor} but the cluster "
+                f"has {brokers} broker(s)"
+            )
+        return settings.replication_factor, "EXPMON_REPLICATION_FACTOR"
+    if brokers >= 3:
+        return 3, f"{brokers} brokers"
+    default = broker_default_replication(settings)
+    if default is None or default < 1:
+        return 1, f"{brokers} broker(s); default.replication.factor unreadable"
+    return min(default, brokers), f"{brokers} broker(s), default.replication.factor={default}"
