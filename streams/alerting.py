@@ -36,6 +36,7 @@ class AlertRunner:
         self.state = state
         self.owner = False
         self.lock = asyncio.Lock()
+        self._newest: dict[tuple[str, str], int] = {}  # (family, view) -> newest end evaluated
 
     async def take_ownership(self) -> None:
         """Restore alert state from the table and hand the active set to the sinks."""
@@ -68,8 +69,19 @@ class AlertRunner:
             await self.take_ownership()
             out = EngineOutput()
             for result in results:
-                out.extend(self.engine.evaluate_view(result))
+                if self._current(result):
+                    out.extend(self.engine.evaluate_view(result))
             await self._deliver(out)
+
+    def _current(self, result: ViewResult) -> bool:
+        """First emissions always count; a revision only of the newest view evaluated (an
+        older one was superseded: re-evaluating it would step alert state back in time)."""
+        key = (result.family, result.view)
+        newest = self._newest.get(key)
+        if newest is None or result.end_ms > newest:
+            self._newest[key] = result.end_ms
+            return True
+        return result.end_ms == newest and result.revision > 0
 
     def add_telemetry(self, messages: Sequence[dict[str, Any]]) -> None:
         now_ms = int(time.time() * 1000)

@@ -32,9 +32,10 @@ from streams.state import TableState
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
-PROBE_SECONDS = 1.0
+PROBE_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 5.0
 STALL_SECONDS = 30.0  # lag on the broker and nothing applied this long: not consuming
+STATUS_SECONDS = 30.0  # how often the merge owner logs where emission stands
 
 
 @dataclass(frozen=True)
@@ -157,11 +158,16 @@ def build_worker(
     async def probe() -> None:
         await _probe(worker)
 
+    async def merge_status() -> None:
+        for merge in worker.merges:
+            merge.log_status()
+
     # Three timers, not one: stage ticks may wait on the broker, the probe waits at most
     # PROBE_TIMEOUT_SECONDS, and pipeline rules must run whatever the broker does.
     app.timer(TICK_SECONDS)(tick)
     app.timer(TICK_SECONDS)(tick_alerts)
     app.timer(PROBE_SECONDS)(probe)
+    app.timer(STATUS_SECONDS)(merge_status)
 
     async def serve_http() -> None:
         await http.serve(rt, alerts)

@@ -176,6 +176,29 @@ class MergeRunner:
         self.restored = False
         self.state.forget(lambda key: key.startswith(self.merger.family + "/"))
 
+    def log_status(self) -> None:
+        """Where emission stands and which partitions hold it back (an honest log line)."""
+        if not self.restored:
+            return
+        m = self.merger
+
+        def at(ms: int | None) -> str:
+            return "-" if ms is None else time.strftime("%H:%M:%S", time.gmtime(ms / 1000))
+
+        marks = {p: (m.progress.get(p), m.provisional.get(p)) for p in range(m.partitions or 0)}
+        lowest = sorted(marks, key=lambda p: max(x for x in (*marks[p], -1) if x is not None))
+        behind = ", ".join(
+            f"{p} (data {at(marks[p][0])}, shown {at(marks[p][1])})" for p in lowest[:3]
+        )
+        log.info(
+            "merge[%s]: views through %s, settled through %s, %d correctable; lowest: %s",
+            m.family,
+            at(m.final_through),
+            at(m.settled_through()),
+            len(m.correctable),
+            behind or "no progress yet",
+        )
+
     async def _publish(self, out: MergeOutput) -> None:
         rt = self.runtime
         for result in out.results:
@@ -187,8 +210,9 @@ class MergeRunner:
                 rt.metrics.window_revisions.labels(result.family).inc()
             else:
                 rt.metrics.windows_final.labels(result.family, result.view).inc()
-        if out.sealed_unsettled:
-            rt.metrics.corrections_expired.labels(self.merger.family).inc(out.sealed_unsettled)
+        expired = out.sealed_unsettled + out.expired_partials
+        if expired:
+            rt.metrics.corrections_expired.labels(self.merger.family).inc(expired)
         if out.results:
             await rt.flush()
             # Before the merge state moves on: a crash in between re-evaluates these views.

@@ -75,6 +75,9 @@ def expression(rule: Rule) -> str:
     if signal.name == "seconds_since_last_event":
         seconds = int(rule.threshold)
         return f"{agg}(increase(expmon_events_total{_bare('{' + sel + '}')}[{seconds}s])) == 0"
+    if signal.name == "kafka_unreachable_seconds":
+        # The gauge says only whether; how long is the rule's `for` (see prometheus_rule).
+        return "min(expmon_kafka_reachable) == 0"
     if signal.name == "invalid_ratio":
         volume = f"{agg}(increase({volume_q}[{window}]))"
         count = f"{agg}(increase({value_q}[{window}]))"
@@ -118,7 +121,7 @@ def _summary(rule: Rule) -> str:
             "{{ else }}good{{ end }}"
         )
     labels = ", ".join(f"{b}={{{{ $labels.{b} }}}}" for b in rule.by) or "all"
-    if rule.signal.name == "seconds_since_last_event":
+    if rule.signal.name in ("seconds_since_last_event", "kafka_unreachable_seconds"):
         value = "over " + format_value(rule.threshold, unit)  # the expression holds no age
     fields = {
         "alertname": rule.alert,
@@ -135,7 +138,9 @@ def _summary(rule: Rule) -> str:
 
 def prometheus_rule(rule: Rule) -> dict[str, Any]:
     out: dict[str, Any] = {"alert": rule.alert, "expr": expression(rule)}
-    if rule.for_ms:
+    if rule.signal.name == "kafka_unreachable_seconds":
+        out["for"] = f"{int(rule.threshold) + (rule.for_ms or 0) // 1000}s"
+    elif rule.for_ms:
         out["for"] = f"{rule.for_ms // 1000}s"
     if rule.keep_firing_for_ms:
         out["keep_firing_for"] = f"{rule.keep_firing_for_ms // 1000}s"

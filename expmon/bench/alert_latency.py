@@ -61,7 +61,7 @@ rules:
 OTHER_ALERTS = (
     "BounceRateHigh", "PaymentFailureRateHigh", "CheckoutDropOffSpike", "ShippingSLABreach",
     "TrackingStale", "DeliveryExceptionRateHigh", "EventSourceSilent", "InvalidEventRateHigh",
-    "CoreWebVitalsPoor",
+    "CoreWebVitalsPoor", "KafkaUnreachable",
 )  # fmt: skip
 
 

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from expmon.replay.run import run_record_dump, run_record_load
 
     settings = settings_from(args)
-    wanted = tuple(args.topic or ()) if args.action == "dump" else (args.into,) * bool(args.into)
+    # dump reads its topics; load creates the ones it writes (as recorded, or --into)
+    wanted = tuple(args.topic or ()) if args.action == "dump" else ()
     preflight(settings, wanted)
     if args.action == "dump":
         if args.output is None:

@@ -262,7 +262,7 @@ class Collector:
         self.metrics.count(name, "invalid", outcome.invalid)
         self.metrics.count("faro" if route == FARO_ROUTE else name, "ignored", ignored)
         for rej in rejected:
-            self.metrics.dead_letters.labels(name, rej.reason).inc()
+            self.metrics.dead_letter(name, rej.reason)
         return outcome.answer(rejected)
 
     def _client_info(self, request: web.Request) -> dict[str, str]:
@@ -341,9 +341,11 @@ def build_app(collector: Collector) -> web.Application:
             )
         except web.HTTPException as exc:  # 404, 405 from the router
             response = web.json_response({"error": exc.reason}, status=exc.status)
+        except Exception:  # a bug of ours: answered and counted, the process goes on
+            log.exception("%s %s failed", request.method, route)
+            response = web.json_response({"error": "internal error"}, status=500)
         response.headers.update(cors)
-        metrics.requests.labels(route, str(response.status)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        metrics.request(route, response.status, time.perf_counter() - started)
         return response
 
     async def events(request: web.Request) -> web.Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 OUTCOMES = ("accepted", "invalid", "duplicate", "ignored")
@@ -38,6 +40,23 @@ class CollectorMetrics:
             registry=registry,
         )
 
+        # label children by their values: `labels()` costs more than the increment
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def count(self, family: str, outcome: str, n: int) -> None:
         if n:
-            self.events.labels(family, outcome).inc(n)
+            self._child(self.events, family, outcome).inc(n)
+
+    def dead_letter(self, family: str, reason: str) -> None:
+        self._child(self.dead_letters, family, reason).inc()
+
+    def request(self, route: str, code: int, seconds: float) -> None:
+        self._child(self.requests, route, str(code)).inc()
+        self._child(self.latency, route).observe(seconds)

@@ -70,6 +70,7 @@ class MergeOutput:
     ignored_partials: int = 0
     revisions: int = 0  # views emitted again because a correctable window changed
     sealed_unsettled: int = 0  # windows sealed by the horizon before data settled them
+    expired_partials: int = 0  # partials that came after their window's horizon
 
 
 def view_windows(window_seconds: int, rolling_views: Iterable[str]) -> list[tuple[str, int]]:
@@ -107,6 +108,8 @@ class WindowMerger(Generic[A]):
         self.correctable: set[int] = set()
         self.view_revisions: dict[tuple[str, int], int] = {}
         self.history: dict[int, dict[Key, A]] = {}
+        # slots holding what a partition showed provisionally, not what it really closed
+        self.shown: set[tuple[int, int, int]] = set()  # (start, partition, part)
         self._revised: set[int] = set()
         # start -> merge of the VIEW_BLOCK final windows from there (memory only)
         self._blocks: dict[int, dict[Key, A] | None] = {}
@@ -130,18 +133,54 @@ class WindowMerger(Generic[A]):
 
     def _add_partial(self, msg: dict[str, Any], out: MergeOutput) -> None:
         start = int(msg["start"])
-        emitted = self.final_through is not None and start + self.window_ms <= self.final_through
+        end = start + self.window_ms
+        emitted = self.final_through is not None and end <= self.final_through
         if emitted and start not in self.correctable:
-            out.ignored_partials += 1
-            return
+            # Emitted while some partition was only shown (perhaps with nothing to show
+            # yet): correctable until every partition's own data passed it, or the horizon.
+            settled = self.settled_through()
+            if settled is not None and end <= settled:
+                out.ignored_partials += 1  # a redelivery: it has all its data already
+                return
+            if end <= (self.final_through or 0) - self.correction_horizon_ms:
+                out.ignored_partials += 1
+                out.expired_partials += 1
+                return
+            self.correctable.add(start)
         slot = (int(msg["partition"]), int(msg["part"]))
         slots = self.pending.setdefault(start, {})
+        self._mark_shown(start, slot, bool(msg.get("provisional")), out)
         if emitted and slots.get(slot, []) == msg["entries"]:
             return  # a redelivery, or a window shown early that came out the same
         slots[slot] = msg["entries"]
         out.writes[self._k("pending", start, *slot)] = msg["entries"]
         if emitted:
             self._revised.add(start)
+
+    def _mark_shown(
+        self, start: int, slot: tuple[int, int], provisional: bool, out: MergeOutput
+    ) -> None:
+        key = (start, *slot)
+        if provisional and key not in self.shown:
+            self.shown.add(key)
+            out.writes[self._k("shown", *key)] = 1
+        elif not provisional and key in self.shown:
+            self.shown.discard(key)
+            out.deletes.append(self._k("shown", *key))
+
+    def _drop_stale_shown(self, partition: int, through: int, out: MergeOutput) -> None:
+        """The partition's own data passed these windows and it sent nothing real for some
+        slots it had shown: what it showed did not happen (a timer that did not fire)."""
+        w = self.window_ms
+        for key in sorted(k for k in self.shown if k[1] == partition and k[0] + w <= through):
+            start, _p, part = key
+            self.shown.discard(key)
+            out.deletes.append(self._k("shown", *key))
+            slots = self.pending.get(start)
+            if slots is not None and slots.pop((partition, part), None) is not None:
+                out.deletes.append(self._k("pending", start, partition, part))
+                if self.final_through is not None and start + w <= self.final_through:
+                    self._revised.add(start)
 
     def _add_progress(self, msg: dict[str, Any], out: MergeOutput) -> None:
         self.partitions = int(msg["partitions"])
@@ -152,6 +191,7 @@ class WindowMerger(Generic[A]):
         if through is not None and through > self.progress.get(partition, -1):
             self.progress[partition] = int(through)
             changed = True
+            self._drop_stale_shown(partition, int(through), out)
         if provisional != self.provisional.get(partition):
             if provisional is None:
                 self.provisional.pop(partition, None)
@@ -215,6 +255,9 @@ class WindowMerger(Generic[A]):
     def _drop_slots(self, start: int, out: MergeOutput) -> None:
         for slot in sorted(self.pending.pop(start, {})):
             out.deletes.append(self._k("pending", start, *slot))
+            if (start, *slot) in self.shown:
+                self.shown.discard((start, *slot))
+                out.deletes.append(self._k("shown", start, *slot))
         self.correctable.discard(start)
 
     def _finalize(self, out: MergeOutput) -> None:
@@ -375,6 +418,9 @@ class WindowMerger(Generic[A]):
                 self.partitions = int(value[1])
                 if len(value) > 2 and value[2] is not None:
                     self.provisional[partition] = int(value[2])
+            elif kind == "shown":
+                start, partition, part = map(int, parts[1:])
+                self.shown.add((start, partition, part))
             elif kind == "revision":
                 self.view_revisions[(parts[1], int(parts[2]))] = int(value)
             elif kind == "final_through":

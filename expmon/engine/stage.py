@@ -330,7 +330,9 @@ class WindowedStage(ABC, Generic[A]):
             fork.advance_watermark(through)
             self._fire_due(fork)
             for closed in fork.close_ready():
-                out.partials.extend(self._partials(closed))
+                for partial in self._partials(closed):
+                    partial["provisional"] = True
+                    out.partials.append(partial)
         finally:
             self.provisional = False
             self.partitions[partition] = real_windows

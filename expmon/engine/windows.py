@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, Self, TypeVar
 
+from expmon.engine.labels import OTHER
 from expmon.errors import StateError
-
-OTHER = "other"
 
 Key = tuple[str, ...]
 ACCEPTED, DUPLICATE, LATE = 0, 1, 2

@@ -184,16 +184,23 @@ def fill_page_loads(
     metrics.attach(stage)
     accumulators: dict[tuple[str, ...], PageLoadAccumulator] = {}
     for p in range(pages):
-        page = stage.pages(f"/page-{p}/:id")
+        page = f"/page-{p}/:id"
         for device in ("mobile", "desktop", "tablet"):
             for r in range(regions):
-                region = stage.regions(f"region-{r}")
+                region = f"region-{r}"
                 acc = accumulators.setdefault((page, device, region), PageLoadAccumulator())
                 for i in range(1 + 60 // (1 + p + r)):
                     load_ms = 300.0 + 97.0 * i + 11.0 * p
                     acc.add(load_ms, stage.slow_ms, stage.apdex_t_ms, f"e-{p}-{r}-{i}")
-                    stage.histogram.observe(page, device, load_ms)
+                    stage.histogram.observe(stage.histogram_pages(page), device, load_ms)
     for view in settings.views:
         length = parse_duration_seconds(view) * 1000
-        rows = summarize_rows(view, end_ms - length, end_ms, dict(accumulators))
+        rows = summarize_rows(
+            view,
+            end_ms - length,
+            end_ms,
+            dict(accumulators),
+            max_pages=settings.max_pages,
+            max_regions=settings.max_regions,
+        )
         metrics.board.update(ViewResult("page_load", view, end_ms - length, end_ms, rows))

@@ -118,7 +118,7 @@ class Metrics:
         )
         self.corrections_expired = Counter(
             "expmon_window_corrections_expired",
-            "Windows sealed by the correction horizon while a partition had not settled them",
+            "Windows sealed by the correction horizon unsettled, and partials that came after it",
             ["family"],
             registry=registry,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -13,7 +14,7 @@ from prometheus_client.registry import Collector
 from expmon.alerting.signals import Signal, field, seconds
 from expmon.engine.counters import MAX_SAMPLES, keep_samples
 from expmon.engine.entities import DUE, Entity
-from expmon.engine.labels import LabelLimiter
+from expmon.engine.labels import OTHER, LabelLimiter
 from expmon.engine.merge import WindowMerger, view_windows
 from expmon.engine.sketch import DDSketch
 from expmon.engine.stage import WindowedStage
@@ -133,13 +134,14 @@ class PageLoadSummary:
     device: str
     region: str
     count: int
-    p50: float
-    p75: float
-    p95: float
-    p99: float
-    slow_ratio: float
-    apdex: float
-    mean_ms: float
+    # None where the window holds no loads (only session ends): nothing to divide
+    p50: float | None
+    p75: float | None
+    p95: float | None
+    p99: float | None
+    slow_ratio: float | None
+    apdex: float | None
+    mean_ms: float | None
     sessions: int
     bounces: int
     bounce_ratio: float | None
@@ -173,8 +175,7 @@ def summarize(
     view: str, start_ms: int, end_ms: int, key: tuple[str, ...], acc: PageLoadAccumulator
 ) -> PageLoadSummary:
     page, device, region = key
-    qs = acc.sketch.quantiles(QUANTILES)
-    p50, p75, p95, p99 = (q if q is not None else 0.0 for q in qs)
+    p50, p75, p95, p99 = acc.sketch.quantiles(QUANTILES)
     n = acc.count
     return PageLoadSummary(
         view=view,
@@ -188,9 +189,9 @@ def summarize(
         p75=p75,
         p95=p95,
         p99=p99,
-        slow_ratio=acc.slow / n if n else 0.0,
-        apdex=(acc.satisfied + acc.tolerating / 2) / n if n else 0.0,
-        mean_ms=acc.sum_ms / n if n else 0.0,
+        slow_ratio=acc.slow / n if n else None,
+        apdex=(acc.satisfied + acc.tolerating / 2) / n if n else None,
+        mean_ms=acc.sum_ms / n if n else None,
         sessions=acc.sessions,
         bounces=acc.bounces,
         bounce_ratio=acc.bounces / acc.sessions if acc.sessions else None,
@@ -267,13 +268,18 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
     """
 
     family = EventFamily.PAGE_LOAD
+    label_positions = (0, 2)  # page and region in (page, device, region)
 
     def __init__(
         self, settings: Settings, topic: str, source_partitions: int, live: bool = True
     ) -> None:
         super().__init__(settings, topic, source_partitions, live)
-        self.pages = LabelLimiter(settings.max_pages)
-        self.regions = LabelLimiter(settings.max_regions)
+        # Window keys are capped per window and partition (deterministic, see
+        # PartitionWindows.label) and each view keeps its top N (`fold_labels`); the
+        # process-wide histogram keeps its own first-come bound.
+        self.page_cap = LABEL_HEADROOM * settings.max_pages
+        self.region_cap = LABEL_HEADROOM * settings.max_regions
+        self.histogram_pages = LabelLimiter(settings.max_pages)
         self.slow_ms = settings.slow_threshold_seconds * 1000
         self.apdex_t_ms = settings.apdex_t_seconds * 1000
         self.histogram = LoadHistogram()
@@ -289,9 +295,9 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
     def add_event(
         self, windows: PartitionWindows[PageLoadAccumulator], event: Event, event_ms: int
     ) -> None:
-        page = self.pages(event["page"])
+        page = windows.label(event_ms, 0, event["page"], self.page_cap)
         device: str = event["device"]
-        key = (page, device, self.regions(event["region"]))
+        key = (page, device, windows.label(event_ms, 2, event["region"], self.region_cap))
         if self.vitals.carries(event):
             # per page and device only (region `all`): per-region sketches of five vitals
             # would multiply the state, partials and merge work by the region count
@@ -302,7 +308,7 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         windows.accumulator(event_ms, key).add(
             load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
         )
-        self.histogram.observe(page, device, load_ms)
+        self.histogram.observe(self.histogram_pages(event["page"]), device, load_ms)
         self._track_session(windows, event["session_id"], event_ms, key)
 
     def _track_session(
@@ -350,11 +356,54 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         return sum(len(table) for table in self.entities.values())
 
 
+LABEL_HEADROOM = 4  # a partition keeps up to 4 N values per window; a view shows the top N
+
+
+def top_values(
+    accumulators: dict[tuple[str, ...], PageLoadAccumulator], position: int, limit: int
+) -> set[str]:
+    """The `limit` values at `position` with the most loads + session ends (ties by name)."""
+    weight: dict[str, int] = {}
+    for key, acc in accumulators.items():
+        if key[position] == ALL:
+            continue  # a total (vitals are kept per page and device only), not a value
+        weight[key[position]] = weight.get(key[position], 0) + acc.count + acc.sessions
+    ranked = sorted(weight, key=lambda value: (-weight[value], value))
+    return set(ranked[:limit])
+
+
+def fold_labels(
+    accumulators: dict[tuple[str, ...], PageLoadAccumulator], max_pages: int, max_regions: int
+) -> dict[tuple[str, ...], PageLoadAccumulator]:
+    """Pages and regions beyond each view's top N merged into `other`.
+
+    A function of the view's merged figures only, so every worker layout, a restart and
+    a replay label the same view the same way.
+    """
+    pages = top_values(accumulators, 0, max_pages)
+    regions = top_values(accumulators, 2, max_regions) | {ALL}
+    if all(k[0] in pages and k[2] in regions for k in accumulators):
+        return accumulators
+    folded: dict[tuple[str, ...], PageLoadAccumulator] = {}
+    for (page, device, region), acc in accumulators.items():
+        key = (page if page in pages else OTHER, device, region if region in regions else OTHER)
+        into = folded.get(key)
+        if into is None:
+            into = folded[key] = PageLoadAccumulator()
+        into.merge(acc)
+    return folded
+
+
 def summarize_rows(
-    view: str, start_ms: int, end_ms: int, accumulators: dict[tuple[str, ...], Any]
+    view: str,
+    start_ms: int,
+    end_ms: int,
+    accumulators: dict[tuple[str, ...], Any],
+    max_pages: int = 50,
+    max_regions: int = 20,
 ) -> list[dict[str, Any]]:
     """Merger summarizer: a row per (page, device, region) plus region `all`, sorted."""
-    merged = with_region_totals(accumulators)
+    merged = with_region_totals(fold_labels(accumulators, max_pages, max_regions))
     rows = [summarize(view, start_ms, end_ms, key, merged[key]).to_dict() for key in sorted(merged)]
     # Core Web Vitals rows (kind web_vital, cwv) after the load rows
     rows += web_vitals.vitals_rows(
@@ -371,7 +420,7 @@ def new_page_load_merger(settings: Settings) -> WindowMerger[PageLoadAccumulator
         views,
         PageLoadAccumulator,
         PageLoadAccumulator.from_dict,
-        summarize_rows,
+        partial(summarize_rows, max_pages=settings.max_pages, max_regions=settings.max_regions),
         correction_horizon_ms=int(settings.correction_horizon_seconds * 1000),
     )
 

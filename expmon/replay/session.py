@@ -181,7 +181,9 @@ class ReplayPipeline:
             stage = self.stages.get(topic)
             if stage is None:
                 raise ValueError(f"record of topic {topic!r}, which this replay does not read")
-            raw = [RawRecord(r.partition, r.offset, r.key, r.value) for r in records]
+            raw = [
+                RawRecord(r.partition, r.offset, r.key, r.value, r.timestamp_ms) for r in records
+            ]
             # Validation's "now" is when the broker took the record, as live.
             now_ms = max(r.timestamp_ms for r in records)
             self._take(stage, stage.process(raw, now_ms=now_ms))

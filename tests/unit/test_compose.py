@@ -227,7 +227,7 @@ def test_promtool_accepts_the_config_and_its_rules() -> None:
         str(mounted("/etc/prometheus/rules") / "expmon.rules.yml"),
     )
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 12 rules found" in rules.stdout
+    assert "SUCCESS: 13 rules found" in rules.stdout
 
 
 def test_promtool_rejects_a_broken_config(tmp_path: Path) -> None:

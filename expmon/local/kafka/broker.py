@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -471,6 +472,21 @@ class LocalKafka:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
             self._owns_data_dir = False
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would; data dir and ports stay for `start()`."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        # A restart must come back where clients look for it, on the same data.
+        self._requested_port, self._requested_controller_port = self._port, self._controller_port
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+        logger.info("local Kafka (pid %s) killed", proc.pid)
 
     # -- internals ----------------------------------------------------------
 

@@ -34,7 +34,8 @@ CONTRACT_ALERTS = {
 
 def test_defaults_hold_every_contract_alert_with_runbook() -> None:
     rules = load_rules(signals=SIGNALS)
-    assert {r.alert for r in rules} == CONTRACT_ALERTS
+    # the contract's alerts, plus KafkaUnreachable (pipeline health while the broker is away)
+    assert {r.alert for r in rules} == CONTRACT_ALERTS | {"KafkaUnreachable"}
     assert all(r.runbook_url for r in rules)
     slow = {r.severity: r for r in rules if r.alert == "PageLoadSlow"}
     assert (slow["warning"].threshold, slow["critical"].threshold) == (3.0, 5.0)
@@ -139,7 +140,7 @@ def test_cli_check_reports_problems_and_exit_code(
     good = tmp_path / "good.yml"
     good.write_text("rules:\n  - alert: PageLoadSlow\n    threshold: 2.5\n")
     assert main(["rules", "check", "--rules", str(good)]) == 0
-    assert "OK: 10 alerts" in capsys.readouterr().out
+    assert "OK: 11 alerts" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text("rules:\n  - alert: PageLoadSlow\n    threshold: fast\n")
     assert main(["rules", "check", "--rules", str(bad)]) == 2

@@ -363,3 +363,23 @@ def test_metrics_page_is_the_collectors_own(harness: MakeHarness) -> None:
     assert 'expmon_collector_requests_total{code="202",route="/v1/page-loads"} 1.0' in text
     assert 'expmon_collector_events_total{family="page_load",outcome="accepted"} 1.0' in text
     assert "expmon_events_total" not in text  # the worker's metrics live in the worker
+
+
+def test_a_bug_in_handling_is_a_counted_500_not_a_crash(harness: MakeHarness) -> None:
+    class Broken(RecordingProducer):
+        async def send_all(self, messages: Any, on_ack: Any = None) -> None:
+            raise RuntimeError("a bug")
+
+    h = harness()
+    h.producer = Broken()
+
+    async def scenario(client: Client, collector: Collector, prod: RecordingProducer) -> Any:
+        broken = await client.post("/v1/page-loads", json=page_load("a"))
+        health = await client.get("/healthz")
+        return broken.status, health.status, collector.metrics.registry
+
+    broken, health, registry = h.run(scenario)
+    assert (broken, health) == (500, 200)
+    assert (
+        sample(registry, "expmon_collector_requests_total", route="/v1/page-loads", code="500") == 1
+    )

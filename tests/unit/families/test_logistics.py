@@ -265,7 +265,7 @@ def test_a_quiet_partition_shows_its_breach_early_and_an_in_time_shipment_correc
     corrected = merger.apply(shipped.partials + closing.partials).results
     again = {r.end_ms: r for r in corrected if r.view == "1m"}
     assert again[T0 + 180_000].revision == 1
-    assert sla(corrected) == set()  # no breach any more
+    assert {breach for *_rest, breach in sla(corrected)} <= {0}  # no breach any more
     # every corrected view equals a replay of the same records
     replay = LogisticsStage(settings, "t", 2, live=False)
     records = [quiet.record("o1", "order_placed", T0), busy.clock(0), busy.clock(300)]

@@ -272,3 +272,166 @@ def test_summary_rows_carry_every_field_in_order() -> None:
     row = summarize("5m", T0, T0 + 300_000, ("/", "mobile", "eu"), acc).to_dict()
     assert list(row) == [f.name for f in dataclasses.fields(PageLoadSummary)]
     assert row["sample_event_ids"] == ["e1"] and row["slow_ratio"] == 1.0
+
+
+def test_a_bounce_shown_early_that_did_not_happen_is_taken_back(settings: Settings) -> None:
+    """Partition 1's session looked ended (a bounce) in the look-ahead; its next view came."""
+    bounce_ms = int(settings.bounce_seconds * 1000)
+    stage = PageLoadStage(settings, "t", 2, live=True)
+    merger = new_page_load_merger(settings)
+    landing = RawRecord(1, 0, None, codec.dumps(event(1, T0 + 1000, 100, session_id="x")))
+    busy = [
+        RawRecord(0, i, None, codec.dumps(event(100 + i, T0 + i * 10_000, 100)))
+        for i in range(1, (bounce_ms + 240_000) // 10_000)
+    ]
+    outs = [stage.process([landing, *busy], now_ms=T0)]
+    outs.append(stage.tick({1: T0 + bounce_ms + 180_000}))
+    shown = merger.apply([m for o in outs for m in o.partials]).results
+    end = T0 + bounce_ms + 60_000 - (T0 + bounce_ms) % 60_000
+    bounce_rows = [r for res in shown if res.view == "1m" and res.end_ms == end for r in res.rows]
+    assert any(r["page"] == "/" and r["bounces"] for r in bounce_rows)
+    # the session's second view, before its deadline: no bounce after all
+    second = [
+        RawRecord(1, 1, None, codec.dumps(event(2, T0 + 120_000, 100, session_id="x"))),
+        RawRecord(1, 2, None, codec.dumps(event(3, T0 + bounce_ms + 240_000, 100))),
+    ]
+    later = stage.process(second, now_ms=T0)
+    assert later.counts["accepted"] == 2 and later.counts["late"] == 0
+    corrected = merger.apply(later.partials).results
+    replay = PageLoadStage(settings, "t", 2, live=False)
+    routs = [replay.process([landing, *busy, *second], now_ms=T0)]
+    want = {
+        r.record_key: r.rows
+        for r in new_page_load_merger(settings)
+        .apply([m for o in routs for m in o.partials])
+        .results
+    }
+    final = {r.record_key: r.rows for r in shown}
+    final.update({r.record_key: r.rows for r in corrected})
+    assert any(r.revision for r in corrected)
+    for key, rows in want.items():
+        assert final[key] == rows, key
+
+
+def many_pages(n: int, partitions: int, seed: int = 4) -> list[RawRecord]:
+    """Far more distinct pages than the limit, with a long tail, on `partitions`."""
+    rng = random.Random(seed)
+    offsets = [0] * partitions
+    records = []
+    for i in range(n):
+        page = f"/p/{min(int(rng.paretovariate(0.8)), 300)}"
+        region = f"r{min(int(rng.paretovariate(1.0)), 40)}"
+        p = rng.randrange(partitions)
+        value = codec.dumps(event(i, T0 + i * 50, 100 + i % 900, page, region=region))
+        records.append(RawRecord(p, offsets[p], None, value))
+        offsets[p] += 1
+    return records
+
+
+def labelled_rows(outs: list[StageOutput], settings: Settings) -> dict[str, list[Any]]:
+    results = new_page_load_merger(settings).apply([m for o in outs for m in o.partials]).results
+    return {r.record_key: r.rows for r in results}
+
+
+def test_label_limits_are_the_same_across_workers_restarts_and_batching(
+    settings: Settings, checkpoint_store: Any
+) -> None:
+    limited = settings.model_copy(update={"max_pages": 8, "max_regions": 4})
+    records = many_pages(12_000, 3)
+    reference = labelled_rows(
+        run(
+            PageLoadStage(limited, "t", 3, live=False),
+            [records[i : i + 500] for i in range(0, len(records), 500)],
+        ),
+        limited,
+    )
+    # every view shows at most N pages and N regions plus `other`
+    for rows in reference.values():
+        assert len({r["page"] for r in rows} - {"other"}) <= 8
+        assert len({r["region"] for r in rows} - {"other", "all"}) <= 4
+    assert any(r["page"] == "other" for rows in reference.values() for r in rows)
+    # two workers (partition 2 alone), other batch sizes
+    split = run(
+        PageLoadStage(limited, "t", 3, live=False), [[r for r in records if r.partition != 2]]
+    )
+    split += run(
+        PageLoadStage(limited, "t", 3, live=False), [[r for r in records if r.partition == 2]]
+    )
+    assert labelled_rows(split, limited) == reference
+    # a crash after 60 %, restored from the checkpoints, resumed from 40 % (repeats skipped)
+    first = PageLoadStage(limited, "t", 3, live=False)
+    first.persist = True
+    cut, resume = len(records) * 6 // 10, len(records) * 4 // 10
+    outs = run(first, [records[i : i + 97] for i in range(0, cut, 97)], finish=False)
+    checkpoint_store.keep(outs)
+    second = PageLoadStage(limited, "t", 3, live=False)
+    checkpoint_store.restore(second, range(3))
+    outs += run(second, [records[i : i + 211] for i in range(resume, len(records), 211)])
+    assert labelled_rows(outs, limited) == reference
+
+
+def test_a_client_clock_far_ahead_is_clock_skew_and_changes_nothing_else(
+    settings: Settings,
+) -> None:
+    stamp = T0 + 10_000  # when the broker took the records
+    ahead = event(1, stamp + 20 * 3_600_000, 100)  # inside max_future, 20 h ahead
+    on_time = [event(2 + i, T0 + i * 1000, 100) for i in range(5)]
+    records = [
+        RawRecord(0, 0, None, codec.dumps(on_time[0]), stamp),
+        RawRecord(0, 1, None, codec.dumps(ahead), stamp),
+        *[RawRecord(0, 2 + i, None, codec.dumps(e), stamp) for i, e in enumerate(on_time[1:])],
+    ]
+    stage = PageLoadStage(settings, "t", 1, live=False)
+    out = stage.process(records, now_ms=stamp)
+    assert out.counts == {"accepted": 5, "invalid": 1, "late": 0, "duplicate": 0}
+    [letter] = out.dead_letters
+    assert letter.reason == "clock_skew"
+    assert codec.loads(letter.value) == ahead  # as it was sent
+    assert stage.partitions[0].max_event_ms == T0 + 4000  # the skewed event moved nothing
+
+
+@pytest.mark.parametrize("reason", ["late", "clock_skew"])
+def test_set_aside_events_of_an_array_carry_their_batch_index(
+    settings: Settings, reason: str
+) -> None:
+    stamp = T0 + 600_000
+    stage = PageLoadStage(settings, "t", 1, live=False)
+    stage.process([RawRecord(0, 0, None, codec.dumps(event(0, T0 + 300_000, 100)), stamp)])
+    odd = T0 if reason == "late" else stamp + 3_600_000
+    batch = [event(1, T0 + 300_500, 100), event(2, odd, 100), event(3, T0 + 301_000, 100)]
+    out = stage.process([RawRecord(0, 1, None, codec.dumps(batch), stamp)])
+    [letter] = out.dead_letters
+    assert letter.reason == reason
+    assert dict(letter.headers)["expmon-batch-index"] == b"1"
+    assert codec.loads(letter.value) == batch[1]
+
+
+def test_data_for_windows_emitted_while_every_partition_was_empty_corrects_them(
+    settings: Settings,
+) -> None:
+    """A worker starts on empty topics: every partition is idle and shown up to the wall
+    clock, so the merge emits far ahead of any data. Data that then arrives with older
+    event times is not lost: it corrects those windows."""
+    stage = PageLoadStage(settings, "t", 2, live=True)
+    merger = new_page_load_merger(settings)
+    results = merger.apply(stage.tick({0: T0 + 3_600_000, 1: T0 + 3_600_000}).partials).results
+    assert merger.final_through == T0 + 3_600_000 and results == []
+    records = [
+        RawRecord(i % 2, i // 2, None, codec.dumps(event(i, T0 + i * 1000, 100 + i)))
+        for i in range(400)
+    ]
+    out = stage.process(records, now_ms=T0)
+    assert out.counts["accepted"] == 400
+    results += merger.apply(out.partials).results
+    flush = [
+        RawRecord(p, 200, None, codec.dumps(event(900 + p, T0 + 4_000_000, 100))) for p in (0, 1)
+    ]
+    results += merger.apply(stage.process(flush, now_ms=T0).partials).results
+    replay = PageLoadStage(settings, "t", 2, live=False)
+    replayed = new_page_load_merger(settings).apply(
+        replay.process(records + flush, now_ms=T0).partials
+    )
+    want = {r.record_key: r.rows for r in replayed.results}
+    got = {r.record_key: r.rows for r in results}
+    for key, rows in want.items():
+        assert got[key] == rows, key
