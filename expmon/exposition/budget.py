@@ -79,69 +79,94 @@ def apply_budget(
     rank = {name: i for i, name in enumerate(order)}
 
     # labels that take the value `all` somewhere in a family: its breakdown dimensions
-    aggregated: dict[str, frozenset[str]] = {}
+    aggregated: dict[str, tuple[str, ...]] = {}
     for family in families:
         names: set[str] = set()
         for s in family.samples:
             if ALL in s.labels.values():
                 names.update(k for k, v in s.labels.items() if v == ALL)
-        aggregated[family.name] = frozenset(names)
+        aggregated[family.name] = tuple(sorted(names))
 
-    size: dict[LabelSet, int] = {}
-    volume: dict[LabelSet, float] = {}
-    tier_of: dict[LabelSet, str] = {}
-    keys: list[list[LabelSet]] = []
+    # pass 1: each sample's tier (cheap), and the series per tier
+    tier_rank: list[list[int]] = []
+    per_tier = [0] * len(order)
+    unwindowed = rank[UNWINDOWED]
     for family in families:
         dims = aggregated[family.name]
-        all_volume = "_window_" in family.name
-        count_volume = family.type in ("summary", "histogram")
-        family_keys: list[LabelSet] = []
-        append = family_keys.append
+        ranks: list[int] = []
+        append = ranks.append
         for s in family.samples:
             labels = s.labels
-            if "quantile" in labels or "le" in labels:
-                labels = {k: v for k, v in labels.items() if k not in {"quantile", "le"}}
-            key = tuple(sorted(labels.items()))
-            append(key)
-            known = size.get(key)
-            size[key] = 1 if known is None else known + 1
-            if all_volume or (count_volume and s.name.endswith("_count")):
-                volume[key] = max(volume.get(key, 0.0), float(s.value))
-            tier = tier_of.get(key)
-            if tier is not None and (tier.startswith("breakdown:") or not dims):
-                continue
             window = labels.get("window")
-            if window is None or f"total:{window}" not in rank:
-                tier_of[key] = tier or UNWINDOWED
-            elif any(labels.get(d, ALL) != ALL for d in dims):
-                # a breakdown in any family is a breakdown
-                tier_of[key] = f"breakdown:{window}"
-            elif tier is None:
-                tier_of[key] = f"total:{window}"
-        keys.append(family_keys)
+            if window is None:
+                r = unwindowed
+            else:
+                kind = "breakdown:" if any(labels.get(d, ALL) != ALL for d in dims) else "total:"
+                r = rank.get(kind + window, unwindowed)
+            append(r)
+            per_tier[r] += 1
+        tier_rank.append(ranks)
 
-    candidates = sorted(size, key=lambda k: (rank[tier_of[k]], volume.get(k, 0.0), k))
+    # tiers dropped whole, and the one tier cut in part (least volume first)
     excess = total - limit
-    dropped_keys: set[LabelSet] = set()
     dropped: dict[str, int] = {}
-    for key in candidates:
+    whole = -1
+    for r, n in enumerate(per_tier):
         if excess <= 0:
             break
-        dropped_keys.add(key)
-        dropped[tier_of[key]] = dropped.get(tier_of[key], 0) + size[key]
-        excess -= size[key]
+        if n <= excess:
+            whole, excess = r, excess - n
+            if n:
+                dropped[order[r]] = n
+            continue
+        break
+    partial = whole + 1 if excess > 0 else None
+
+    # pass 2: label-set groups of the partial tier only
+    dropped_keys: set[LabelSet] = set()
+    if partial is not None:
+        size: dict[LabelSet, int] = {}
+        volume: dict[LabelSet, float] = {}
+        for family, ranks in zip(families, tier_rank, strict=True):
+            all_volume = "_window_" in family.name
+            count_volume = family.type in ("summary", "histogram")
+            for s, r in zip(family.samples, ranks, strict=True):
+                if r != partial:
+                    continue
+                key = _key(s.labels)
+                size[key] = size.get(key, 0) + 1
+                if all_volume or (count_volume and s.name.endswith("_count")):
+                    volume[key] = max(volume.get(key, 0.0), float(s.value))
+        cut = 0
+        for key in sorted(size, key=lambda k: (volume.get(k, 0.0), k)):
+            if excess <= 0:
+                break
+            dropped_keys.add(key)
+            cut += size[key]
+            excess -= size[key]
+        dropped[order[partial]] = cut
 
     kept_families: list[Metric] = []
-    for family, family_keys in zip(families, keys, strict=True):
-        if not any(k in dropped_keys for k in family_keys):
+    for family, ranks in zip(families, tier_rank, strict=True):
+        if all(r > whole and r != partial for r in ranks):
             kept_families.append(family)
             continue
         clone = Metric(family.name, family.documentation, family.type, family.unit)
         clone.samples = [
-            s for s, k in zip(family.samples, family_keys, strict=True) if k not in dropped_keys
+            s
+            for s, r in zip(family.samples, ranks, strict=True)
+            if r > whole and (r != partial or _key(s.labels) not in dropped_keys)
         ]
         kept_families.append(clone)
     return Budgeted(kept_families, total - sum(dropped.values()), dropped)
+
+
+def _key(labels: dict[str, str]) -> LabelSet:
+    """A sample's group: its labels but `quantile` and `le` (a summary's or histogram's
+    samples of one label set go together)."""
+    if "quantile" in labels or "le" in labels:
+        return tuple(sorted((k, v) for k, v in labels.items() if k not in {"quantile", "le"}))
+    return tuple(sorted(labels.items()))
 
 
 def fill_page_loads(
