@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import threading
 from pathlib import Path
+from typing import Any
 
 from expmon.cli.common import Verbs, add_verb, ensure_port_free, port, settings_from
 from expmon.errors import TopicError
@@ -122,7 +125,7 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
         len(rules),
         ", ".join(settings.alertmanager_urls) or "not configured (log and topic sinks only)",
     )
-    worker = faust.Worker(
+    worker = _bounded_shutdown(faust.Worker)(
         worker_app,
         loglevel=settings.log_level.lower(),
         override_logging=False,
@@ -131,3 +134,42 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
     )
     with throughput_gc():
         worker.execute_from_commandline()
+
+
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+def _bounded_shutdown(worker_class: type[Any]) -> type[Any]:
+    """faust's Worker, whose shutdown on SIGTERM/SIGINT is bounded.
+
+    A clean stop flushes the producer and commits offsets; it can hang (an agent waiting
+    on a broker that went away, faust's "Wait for streams..."). Past the grace period the
+    process exits: that is as safe as a crash, which the checkpoint-before-commit
+    contract already covers (the next worker skips what was applied), and an operator's
+    `docker stop` or systemd gets an exit instead of a SIGKILL after its own timeout.
+    """
+
+    class BoundedWorker(worker_class):  # type: ignore[misc]
+        def _arm(self) -> None:
+            def expire() -> None:
+                log.warning(
+                    "shutdown still not done after %.0f s: exiting now (state is in the "
+                    "changelog; the next start resumes from it)",
+                    SHUTDOWN_GRACE_SECONDS,
+                )
+                logging.shutdown()
+                os._exit(0)
+
+            timer = threading.Timer(SHUTDOWN_GRACE_SECONDS, expire)
+            timer.daemon = True
+            timer.start()
+
+        def _on_sigint(self) -> None:
+            self._arm()
+            super()._on_sigint()
+
+        def _on_sigterm(self) -> None:
+            self._arm()
+            super()._on_sigterm()
+
+    return BoundedWorker
