@@ -212,8 +212,12 @@ async def _probe(worker: Worker) -> None:
     try:
         marks = await asyncio.wait_for(consumer.highwaters(*tps), PROBE_TIMEOUT_SECONDS)
     except (TimeoutError, KafkaError, OSError) as exc:
-        if rt.probe.reachable(now):
-            log.warning("broker did not answer within %.0f s: %s", PROBE_TIMEOUT_SECONDS, exc)
+        if rt.probe.first_failure is None:
+            log.warning(
+                "broker did not answer within %.0f s (%s): windows wait, nothing is lost",
+                PROBE_TIMEOUT_SECONDS,
+                type(exc).__name__,
+            )
         rt.probe.failed(now)
     else:
         if not rt.probe.reachable(now) and rt.probe.last_ok is not None:
@@ -267,13 +271,18 @@ async def _tick(worker: Worker) -> None:
 
 async def _tick_alerts(worker: Worker) -> None:
     """The owner of the merge stage evaluates pipeline rules, even with no input at all,
-    and even while the broker is away (that is when `KafkaUnreachable` must fire)."""
+    and even while the broker is away (that is when `KafkaUnreachable` must fire): once
+    owner, it goes on evaluating whatever the consumer's state, until a revocation."""
     runner = worker.alerts
     rt = worker.runtime
-    if runner is None or rt.app.consumer is None or not rt.ready():
+    if runner is None or rt.app.consumer is None:
         return
-    assignment = rt.app.consumer.assignment()
-    if any(tp.topic == rt.settings.topic_window_partials for tp in assignment):
+    if not runner.owner:
+        if not rt.ready():
+            return
+        assignment = rt.app.consumer.assignment()
+        if not any(tp.topic == rt.settings.topic_window_partials for tp in assignment):
+            return
         await runner.take_ownership()
-        runner.telemetry.kafka_unreachable_seconds = rt.probe.unreachable_seconds(time.monotonic())
-        await runner.tick()
+    runner.telemetry.kafka_unreachable_seconds = rt.probe.unreachable_seconds(time.monotonic())
+    await runner.tick()

@@ -6,8 +6,9 @@ showed its open windows early). The merge stage sees every partition's progress,
 it decides does not depend on which worker holds which partition:
 
 - A window is *emitted* once every partition has reported progress past its end, real or
-  provisional; its partials merge (sketches add, counts add) into one answer, whatever the
-  number of partitions or workers. Rolling views (5 m, 15 m, 1 h) are merges of the last k
+  provisional (an idle partition counts up to the busiest partition's real progress, or up
+  to the wall clock when all are idle); its partials merge (sketches add, counts add) into
+  one answer, whatever the number of partitions or workers. Rolling views (5 m, 15 m, 1 h) are merges of the last k
   emitted base windows.
 - A window is *settled* once every partition's real (data-driven) progress is past its end:
   nothing can change it any more, and its partials are dropped.
@@ -207,12 +208,27 @@ class WindowMerger(Generic[A]):
 
     # ------------------------------------------------------------ finalizing
     def ready_through(self) -> int | None:
-        """Every window ending at or before this may be emitted (real or provisional progress)."""
+        """Every window ending at or before this may be emitted.
+
+        A partition counts with its real progress, or, shown as idle, with its provisional
+        progress capped at the furthest real progress of any partition: an idle partition
+        follows the busiest one, wherever each is held. Only when every partition is idle
+        does the wall clock (their provisional progress) lead, so that a quiet topic still
+        books its deadlines; and with no data anywhere yet, nothing is emitted.
+        """
         if self.partitions is None:
             return None
+        real = [self.progress[p] for p in range(self.partitions) if p in self.progress]
+        if not real:
+            return None
+        all_idle = all(p in self.provisional for p in range(self.partitions))
+        cap = None if all_idle else max(real)
         marks = []
         for p in range(self.partitions):
-            known = [m for m in (self.progress.get(p), self.provisional.get(p)) if m is not None]
+            shown = self.provisional.get(p)
+            if shown is not None and cap is not None:
+                shown = min(shown, cap)
+            known = [m for m in (self.progress.get(p), shown) if m is not None]
             if not known:
                 return None
             marks.append(max(known))

@@ -145,6 +145,9 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
             worker,
         )
         assert seen_not_ready, "/readyz stayed ready while the broker was down"
+        log = worker.log_tail(100_000)
+        assert "ALERT FIRING KafkaUnreachable" in log, "no KafkaUnreachable during the outage"
+        assert "ALERT RESOLVED KafkaUnreachable" in log
         assert worker.events_total("late") == 0
         assert worker.events_total("accepted") == len(sent) + settings.topic_partitions
         got = final_views(settings)

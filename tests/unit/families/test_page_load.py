@@ -406,32 +406,30 @@ def test_set_aside_events_of_an_array_carry_their_batch_index(
     assert codec.loads(letter.value) == batch[1]
 
 
-def test_data_for_windows_emitted_while_every_partition_was_empty_corrects_them(
+def test_idle_partitions_follow_the_busiest_and_lead_only_when_all_are_idle(
     settings: Settings,
 ) -> None:
-    """A worker starts on empty topics: every partition is idle and shown up to the wall
-    clock, so the merge emits far ahead of any data. Data that then arrives with older
-    event times is not lost: it corrects those windows."""
+    """A worker starts on empty topics: nothing is emitted while no partition has data,
+    an idle partition never runs ahead of the busiest partition's data, and only when
+    every partition is idle does the frontier (the wall clock) lead."""
     stage = PageLoadStage(settings, "t", 2, live=True)
     merger = new_page_load_merger(settings)
-    results = merger.apply(stage.tick({0: T0 + 3_600_000, 1: T0 + 3_600_000}).partials).results
-    assert merger.final_through == T0 + 3_600_000 and results == []
+    far = T0 + 3_600_000
+    results = merger.apply(stage.tick({0: far, 1: far}).partials).results
+    assert merger.final_through is None and results == []  # no data anywhere yet
     records = [
-        RawRecord(i % 2, i // 2, None, codec.dumps(event(i, T0 + i * 1000, 100 + i)))
-        for i in range(400)
+        RawRecord(0, i, None, codec.dumps(event(i, T0 + i * 1000, 100 + i))) for i in range(400)
     ]
     out = stage.process(records, now_ms=T0)
-    assert out.counts["accepted"] == 400
     results += merger.apply(out.partials).results
-    flush = [
-        RawRecord(p, 200, None, codec.dumps(event(900 + p, T0 + 4_000_000, 100))) for p in (0, 1)
-    ]
-    results += merger.apply(stage.process(flush, now_ms=T0).partials).results
+    # partition 1 idle (shown far ahead): it follows partition 0's data
+    assert merger.final_through == stage.partitions[0].closed_through_ms
+    results += merger.apply(stage.tick({0: far, 1: far}).partials).results
+    assert merger.final_through == far  # both idle: the frontier leads (timers fire)
     replay = PageLoadStage(settings, "t", 2, live=False)
     replayed = new_page_load_merger(settings).apply(
-        replay.process(records + flush, now_ms=T0).partials
+        [m for o in (replay.process(records, now_ms=T0), replay.finish(far)) for m in o.partials]
     )
     want = {r.record_key: r.rows for r in replayed.results}
     got = {r.record_key: r.rows for r in results}
-    for key, rows in want.items():
-        assert got[key] == rows, key
+    assert got == want
