@@ -8,8 +8,8 @@ it decides does not depend on which worker holds which partition:
 - A window is *emitted* once every partition has reported progress past its end, real or
   provisional (an idle partition counts up to the busiest partition's real progress, or up
   to the wall clock when all are idle); its partials merge (sketches add, counts add) into
-  one answer, whatever the number of partitions or workers. Rolling views (5 m, 15 m, 1 h) are merges of the last k
-  emitted base windows.
+  one answer, whatever the number of partitions or workers. Rolling views (5 m, 15 m, 1 h)
+  are merges of the last k emitted base windows.
 - A window is *settled* once every partition's real (data-driven) progress is past its end:
   nothing can change it any more, and its partials are dropped.
 - Between the two it is *correctable*: a partition that was shown early may send the
