@@ -207,7 +207,7 @@ def test_exported_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> No
     rules_path = write_rules(tmp_path)
     check = promtool("check", "rules", str(rules_path), cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 12 rules found" in check.stdout
+    assert "SUCCESS: 13 rules found" in check.stdout
     tests_path = tmp_path / "expmon-rules.test.yml"
     tests_path.write_text(yaml.safe_dump(promtool_tests(rules_path.name, EXPECTED)))
     run = promtool("test", "rules", str(tests_path), cwd=tmp_path)
