@@ -30,7 +30,7 @@ from expmon.sim.truth.logistics import logistics_truth
 from expmon.sim.truth.page_load import web_vitals_truth
 from schemas.events import EventFamily
 from schemas.eventtime import parse_event_time_ms
-from tests.integration.worker_process import WorkerProcess, final_views
+from tests.integration.worker_process import WorkerProcess, settled_views
 
 MINUTE = 60_000
 PARTITIONS = 6
@@ -154,10 +154,7 @@ def test_two_workers_one_killed_match_ground_truth(settings_factory: Any, tmp_pa
         # every deadline (<= 2 min after the data) is final once this view exists
         through = last - last % MINUTE + 4 * MINUTE
         wanted = [f"{family}/5m/{through}" for family in ("checkout", "logistics", "page_load")]
-        deadline = time.monotonic() + 150
-        while not all(k in (views := final_views(settings)) for k in wanted):
-            assert time.monotonic() < deadline, restarted.log_tail()
-            time.sleep(1)
+        views = settled_views(settings, wanted, through, timeout=180)
     finally:
         for worker in (second, restarted):
             if worker is not None:

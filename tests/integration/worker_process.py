@@ -144,3 +144,26 @@ def final_views(settings: Settings) -> dict[str, dict[str, Any]]:
     for record in read_topic(settings, settings.topic_windows):
         views[record.key.decode()] = codec.loads(record.value)
     return views
+
+
+def settled_views(
+    settings: Settings, wanted: list[str], through: int, timeout: float, quiet_s: float = 10.0
+) -> dict[str, dict[str, Any]]:
+    """The windows topic once every `wanted` view exists and the views ending by `through`
+    stopped changing for `quiet_s`: a view shown early may be corrected (a later revision)
+    while workers catch up after a kill or a rebalance, so its first revision is not its
+    answer."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    stable_since = time.monotonic()
+    while True:
+        views = final_views(settings)
+        upto = {k: v for k, v in views.items() if v["end_ms"] <= through}
+        if upto != last:
+            last, stable_since = upto, time.monotonic()
+        elif all(k in views for k in wanted) and time.monotonic() - stable_since >= quiet_s:
+            return views
+        if time.monotonic() > deadline:
+            missing = [k for k in wanted if k not in views]
+            raise AssertionError(f"views not settled in {timeout:.0f} s; missing {missing}")
+        time.sleep(2)
