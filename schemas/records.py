@@ -15,7 +15,8 @@ from schemas.events import Event, EventFamily, make_validators
 
 # What validation adds to an event (event time, parsed promise, position in its batch):
 # never part of the wire form.
-ANNOTATIONS = ("_t", "_promised_ms", "_i")
+BATCH_INDEX = "_i"  # position of an event in its array record: set-aside events carry it
+ANNOTATIONS = ("_t", "_promised_ms", BATCH_INDEX)
 
 
 def strip_annotations(event: Event) -> Event:
@@ -129,7 +130,7 @@ class RecordDecoder:
         try:
             valid.append(self._validate(event, now_ms))
             if index is not None:
-                event["_i"] = index  # the stage's BATCH_INDEX: set-aside events carry it
+                event[BATCH_INDEX] = index
         except InvalidEvent as exc:
             # Validators annotate as they go; dead-letter the event as it was sent.
             strip_annotations(event)

@@ -35,12 +35,11 @@ from expmon.engine.windows import (
 from expmon.settings import Settings
 from schemas import codec
 from schemas.events import Event, EventFamily
-from schemas.records import RecordDecoder, Rejected
+from schemas.records import BATCH_INDEX, RecordDecoder, Rejected, strip_annotations
 
 OUTCOMES = ("accepted", "invalid", "late", "duplicate")
 LATE_REASON = "late"
 SKEW_REASON = "clock_skew"
-BATCH_INDEX = "_i"  # position of an event in its array record (set by the decoder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +274,8 @@ class WindowedStage(ABC, Generic[A]):
 
     def _event_letter(self, rec: RawRecord, event: Event, reason: str, detail: str) -> DeadLetter:
         """A valid event set aside (late, clock skew), as it was sent."""
-        event.pop("_t", None)
-        event.pop("_promised_ms", None)
-        index = event.pop(BATCH_INDEX, None)
+        index = event.get(BATCH_INDEX)
+        strip_annotations(event)
         return DeadLetter(
             rec.key,
             codec.dumps(event),
