@@ -34,7 +34,12 @@ from tests.integration.test_page_load_worker import (
     page_load,
     wait_for,
 )
-from tests.integration.worker_process import WorkerProcess, final_views, read_topic
+from tests.integration.worker_process import (
+    WorkerProcess,
+    assert_rows_match,
+    final_views,
+    read_topic,
+)
 
 
 def readyz(worker: WorkerProcess) -> tuple[int, dict[str, Any]]:
@@ -67,10 +72,7 @@ def assert_same_views(got: dict[str, Any], want: dict[str, Any], through: int) -
     missing = sorted(k for k in want if k not in live)
     assert not missing, missing[:5]
     for key, expected in want.items():
-        rows, wanted = live[key]["rows"], expected["rows"]
-        assert [{**r, "mean_ms": None} for r in rows] == [{**r, "mean_ms": None} for r in wanted], (
-            key
-        )
+        assert_rows_match(live[key]["rows"], expected["rows"], key)
 
 
 @pytest.mark.timeout(900)

@@ -21,7 +21,12 @@ from expmon.settings import Settings
 from expmon.sim.truth.page_load import TRUTH as PAGE_LOAD_TRUTH
 from expmon.sim.truth.page_load import page_load_truth, web_vitals_truth
 from schemas import codec
-from tests.integration.worker_process import WorkerProcess, final_views, read_topic
+from tests.integration.worker_process import (
+    WorkerProcess,
+    assert_rows_match,
+    final_views,
+    read_topic,
+)
 
 PAGES = ("/", "/product/:id", "/cart")
 DEVICES = ("mobile", "desktop")
@@ -308,13 +313,4 @@ def test_sigkill_mid_stream_then_restart_gives_the_same_windows(
     got = {k: v for k, v in views.items() if v["end_ms"] <= through}
     assert got.keys() == reference.keys()
     for key, expected in reference.items():
-        rows = got[key]["rows"]
-        assert [{**r, "mean_ms": None} for r in rows] == [
-            {**r, "mean_ms": None} for r in expected["rows"]
-        ], key
-        got_means = [r.get("mean_ms") for r in rows]  # None: CWV rows, windows without loads
-        want_means = [r.get("mean_ms") for r in expected["rows"]]
-        assert [m is None for m in got_means] == [m is None for m in want_means], key
-        assert [m for m in got_means if m is not None] == pytest.approx(
-            [m for m in want_means if m is not None], rel=1e-12
-        )
+        assert_rows_match(got[key]["rows"], expected["rows"], key)

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
@@ -167,3 +168,15 @@ def settled_views(
             missing = [k for k in wanted if k not in views]
             raise AssertionError(f"views not settled in {timeout:.0f} s; missing {missing}")
         time.sleep(2)
+
+
+def assert_rows_match(rows: list[dict[str, Any]], expected: list[dict[str, Any]], key: Any) -> None:
+    """A view's rows equal the reference's: every field exactly, the mean (a float sum)
+    to 1e-12; None where a row has no mean (CWV rows, windows without loads)."""
+    assert [{**r, "mean_ms": None} for r in rows] == [{**r, "mean_ms": None} for r in expected], key
+    got_means = [r.get("mean_ms") for r in rows]
+    want_means = [r.get("mean_ms") for r in expected]
+    assert [m is None for m in got_means] == [m is None for m in want_means], key
+    assert [m for m in got_means if m is not None] == pytest.approx(
+        [m for m in want_means if m is not None], rel=1e-12
+    ), key
