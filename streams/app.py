@@ -25,6 +25,7 @@ from expmon.kafka import connection
 from expmon.settings import Settings
 from streams import http, window_partials
 from streams.alerting import AlertRunner, build_sinks
+from streams.consumer import BulkHandler, BulkTransport
 from streams.runner import MergeRunner, StageRunner, register_stage
 from streams.runtime import Runtime, Topics
 from streams.state import TableState
@@ -76,11 +77,19 @@ class KeepQueuedOnResume(FlowControlEvent):
 
 
 class ExpmonApp(faust.App):
-    """faust.App with `KeepQueuedOnResume` as its flow control."""
+    """faust.App with `KeepQueuedOnResume` as its flow control and the bulk consumer
+    (streams.consumer) for the stages' input topics."""
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
         return KeepQueuedOnResume(loop=self.loop)
+
+    @cached_property
+    def bulk_handlers(self) -> dict[str, BulkHandler]:
+        return {}
+
+    def _new_transport(self) -> Any:
+        return BulkTransport(self.conf.broker_consumer, self)
 
 
 def new_faust_app(settings: Settings) -> Any:

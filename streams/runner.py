@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from expmon.engine.merge import MergeOutput, WindowMerger
@@ -224,8 +224,11 @@ class MergeRunner:
 def register_stage(
     rt: Runtime, stage: WindowedStage[Any], agent_name: str, table_name: str
 ) -> StageRunner:
-    """A faust agent over the stage's input topic, batching records, and its state table."""
-    settings = rt.settings
+    """The stage's input topic on the bulk path (streams.consumer) and its state table.
+
+    No agent: the topic is subscribed through the conductor, and the consumer hands each
+    fetched partition batch to the runner in one call (`agent_name` names it in logs).
+    """
     topic = rt.app.topic(stage.topic, key_serializer="raw", value_serializer="raw")
     # Same partition count as the input: faust then assigns changelog partition p with
     # input partition p, which is where stage 1 writes the state of partition p.
@@ -233,28 +236,14 @@ def register_stage(
         table_name, partitions=stage.source_partitions, key_type=bytes, value_type=bytes
     )
     runner = StageRunner(rt, stage, TableState(table))
+    limit = rt.settings.batch_max_records
 
-    async def process(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.batch_max_records, settings.batch_within_seconds
-        ):
-            await runner.handle(
-                [
-                    RawRecord(
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
-                        _timestamp_ms(e.message.timestamp),
-                    )
-                    for e in events
-                ]
-            )
+    async def process(records: Sequence[Any]) -> None:
+        raw = [RawRecord(r.partition, r.offset, r.key, r.value, r.timestamp) for r in records]
+        for start in range(0, len(raw), limit):
+            await runner.handle(raw[start : start + limit])
 
-    rt.app.agent(topic, name=agent_name, concurrency=1)(process)
+    rt.app.topics.add(topic)
+    rt.app.bulk_handlers[stage.topic] = process
+    log.debug("%s: stage %s on the bulk path", stage.topic, agent_name)
     return runner
-
-
-def _timestamp_ms(seconds: float | None) -> int | None:
-    """faust's record timestamp (float seconds) as the broker's milliseconds."""
-    return None if not seconds else round(seconds * 1000)
