@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from expmon.cli.common import Verbs, add_verb, ensure_port_free, port, settings_from
+from expmon.cli.supervise import child_argv, plan_children, supervise
 from expmon.errors import TopicError
 from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import input_topics
@@ -24,7 +25,6 @@ from expmon.kafka.admin import (
 )
 from expmon.kafka.reach import preflight
 from expmon.settings import Settings
-from expmon.supervise import child_argv, plan_children, supervise
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from expmon.cli.supervise import child_argv, plan_children, supervise
 from expmon.errors import UsageError
-from expmon.supervise import child_argv, plan_children, supervise
 
 
 @pytest.mark.parametrize(
