@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from expmon.cli.common import Verbs, add_verb, ensure_port_free, port, settings_from
+from expmon.cli.supervise import child_argv, plan_children, supervise
 from expmon.errors import TopicError
 from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import input_topics
@@ -32,7 +35,18 @@ def add_parser(verbs: Verbs) -> None:
         "worker",
         run,
         "Run the stream processors and serve /metrics, /healthz, /readyz.",
-        "expmon --bootstrap 127.0.0.1:9092 worker --metrics-port 9477",
+        "expmon --bootstrap 127.0.0.1:9092 worker --metrics-port 9477\n"
+        "  expmon worker --processes 2 --metrics-port 9477   "
+        "# 2 processes, /metrics on 9477 and 9478",
+    )
+    w.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes in one consumer group (child i: /metrics on "
+        "--metrics-port + i, state under <state dir>/process-i; if one exits, all stop "
+        "and the exit is non-zero; default 1)",
     )
     w.add_argument("--metrics-host", help="bind address (default 127.0.0.1)")
     w.add_argument("--metrics-port", type=port, help="port for /metrics (default 9477)")
@@ -57,6 +71,8 @@ def add_parser(verbs: Verbs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.processes != 1:
+        return run_processes(args)
     settings = settings_from(
         args,
         metrics_port=args.metrics_port,
@@ -137,6 +153,28 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
 
 
 SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+def run_processes(args: argparse.Namespace) -> int:
+    """Start args.processes copies of this worker (one consumer group) and supervise them."""
+    settings = settings_from(args, metrics_port=args.metrics_port)
+    plans = plan_children(args.processes, settings.metrics_port, settings.state_dir)
+    argv = [sys.executable, "-m", "expmon.cli", *child_argv(sys.argv[1:])]
+    children = []
+    for plan in plans:
+        log.info(
+            "worker process %d: /metrics on port %d, state in %s",
+            plan.index,
+            plan.metrics_port,
+            plan.state_dir,
+        )
+        # own session: a terminal's Ctrl-C reaches the supervisor only, which forwards
+        # it once (a second SIGINT would cut faust's clean stop short)
+        children.append(
+            subprocess.Popen(argv, env={**os.environ, **plan.env()}, start_new_session=True)
+        )
+    # each child bounds its own shutdown; a little more here before a kill
+    return supervise(children, stop_grace_seconds=SHUTDOWN_GRACE_SECONDS + 5.0)
 
 
 def _bounded_shutdown(worker_class: type[Any]) -> type[Any]:
