@@ -48,6 +48,7 @@ _LOGISTICS_STATUS_SET = frozenset(LOGISTICS_STATUSES)
 _OPTIONAL_WEB_VITALS = ("ttfb_ms", "fcp_ms", "lcp_ms", "inp_ms", "cls")
 WEB_VITAL_FIELDS = _OPTIONAL_WEB_VITALS  # optional page-load fields; one is enough without load_ms
 MAX_STRING = 256
+BATCH_INDEX = "_i"  # position of an event in its array record: set-aside events carry it
 # C0 and C1 control characters (and DEL): never valid in a label value. prometheus_client
 # escapes only backslash, quote and newline, so a CR or NUL would corrupt the exposition.
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
