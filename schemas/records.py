@@ -77,10 +77,9 @@ class RecordDecoder:
             )
             return 1
         if self._fast is not None:
-            events = self._fast.decode(value, now_ms)
-            if events is not None:
-                valid.extend(events)
-                return len(events)
+            taken = self._fast.decode(value, now_ms, valid)
+            if taken is not None:
+                return taken
         try:
             decoded: Any = codec.loads(value)
         except codec.JSONDecodeError as exc:

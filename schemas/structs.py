@@ -40,8 +40,10 @@ Duration = (
 )
 
 
-class PageLoadEvent(msgspec.Struct, forbid_unknown_fields=True):
-    """A page_load event the fast path can take (UNSET: the field was not sent)."""
+class PageLoadEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A page_load event the fast path can take (UNSET: the field was not sent).
+
+    `gc=False`: it holds scalars only, so the collector need not track it."""
 
     event_id: RequiredStr
     schema_version: Literal[1]
@@ -76,7 +78,9 @@ class PageLoadFastPath:
         self.max_future_ms = max_future_ms
         self.max_events = max_events
 
-    def decode(self, value: bytes, now_ms: int) -> list[Event] | None:
+    def decode(self, value: bytes, now_ms: int, valid: list[Event]) -> int | None:
+        """Append the record's events to `valid` and return how many; or None, with
+        `valid` as it was."""
         try:
             decoded = _PAGE_LOAD_DECODER.decode(value)
         except _NOT_TAKEN:
@@ -84,17 +88,21 @@ class PageLoadFastPath:
         latest_ms = now_ms + self.max_future_ms
         if isinstance(decoded, PageLoadEvent):
             event = _page_load(decoded, latest_ms)
-            return None if event is None else [event]
+            if event is None:
+                return None
+            valid.append(event)
+            return 1
         if not decoded or len(decoded) > self.max_events:
             return None  # the precise way names the empty or oversized batch
-        events: list[Event] = []
+        before = len(valid)
         for index, item in enumerate(decoded):
             event = _page_load(item, latest_ms)
             if event is None:
+                del valid[before:]
                 return None
             event[BATCH_INDEX] = index
-            events.append(event)
-        return events
+            valid.append(event)
+        return len(decoded)
 
 
 def _page_load(item: PageLoadEvent, latest_ms: int) -> Event | None:

@@ -215,29 +215,25 @@ class WindowedStage(ABC, Generic[A]):
         valid: list[Event] = []
         rejected: list[Rejected] = []
         add_event = self.add_event
+        decode = self.decoder.decode
+        partitions = self.partitions
         accepted = 0
+        # Per record: what a single-event record pays besides its event, kept to lookups.
         for rec in records:
-            windows = self.partition(rec.partition)
+            partition = rec.partition
+            windows = partitions.get(partition) or self.partition(partition)
             if rec.offset <= windows.offset:
                 # Already applied before a restart: the checkpoint ran ahead of the commit.
                 out.skipped_replayed += 1
                 continue
-            touched.add(rec.partition)
-            admit = windows.admit
+            touched.add(partition)
             valid.clear()
-            rejected.clear()
             stamp = rec.timestamp_ms
-            self.decoder.decode(rec.value, now_ms if stamp is None else stamp, valid, rejected)
-            for rej in rejected:
-                counts["invalid"] += 1
-                out.dead_letters.append(
-                    DeadLetter(
-                        rec.key,
-                        rej.payload,
-                        dead_letter_headers(self.topic, rec, rej.reason, rej.detail, rej.index),
-                        rej.reason,
-                    )
-                )
+            decode(rec.value, now_ms if stamp is None else stamp, valid, rejected)
+            if rejected:
+                self._reject(rec, rejected, out)
+                rejected.clear()
+            admit = windows.admit
             for event in valid:
                 event_ms: int = event["_t"]
                 if stamp is not None and event_ms - stamp > max_skew_ms:
@@ -258,6 +254,18 @@ class WindowedStage(ABC, Generic[A]):
         for partition in sorted(touched):
             self._close_and_checkpoint(partition, out)
         return out
+
+    def _reject(self, rec: RawRecord, rejected: list[Rejected], out: StageOutput) -> None:
+        for rej in rejected:
+            out.counts["invalid"] += 1
+            out.dead_letters.append(
+                DeadLetter(
+                    rec.key,
+                    rej.payload,
+                    dead_letter_headers(self.topic, rec, rej.reason, rej.detail, rej.index),
+                    rej.reason,
+                )
+            )
 
     def _late_letter(self, rec: RawRecord, event: Event, watermark: int | None) -> DeadLetter:
         return self._event_letter(

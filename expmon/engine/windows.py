@@ -126,15 +126,28 @@ class PartitionWindows(Generic[A]):
     # ------------------------------------------------------------------ per event
     def admit(self, event_id: str, event_ms: int) -> int:
         """ACCEPTED (id remembered, watermark advanced), DUPLICATE or LATE, in one step."""
-        start = event_ms - event_ms % self.window_ms
+        window_ms = self.window_ms
+        start = event_ms - event_ms % window_ms
         bucket = self.ids.get(start)
-        if bucket is not None and event_id in bucket and start >= self._id_horizon():
+        watermark = self.watermark_ms
+        if (
+            bucket is not None
+            and event_id in bucket
+            # inside the id horizon (`_id_horizon`, inlined: this runs once per event)
+            and (watermark is None or start >= watermark - watermark % window_ms - window_ms)
+        ):
             return DUPLICATE
         # Not remembered, or remembered only because its window's ids were not expired yet
         # (that happens per batch): then its event time alone decides, so a repeat is late
         # or duplicate the same way whatever the grouping of events into records.
-        if self.observe(event_ms):
+        if watermark is not None and event_ms < watermark:
             return LATE
+        if self.max_event_ms is None or event_ms > self.max_event_ms:  # `observe`, inlined
+            self.max_event_ms = event_ms
+            candidate = event_ms - self.lateness_ms
+            if watermark is None or candidate > watermark:
+                self.watermark_ms = candidate
+            self._meta_dirty = True
         if bucket is None:
             bucket = self.ids[start] = set()
         bucket.add(event_id)
@@ -197,7 +210,8 @@ class PartitionWindows(Generic[A]):
         the admitted set is read off the window's keys, so it survives a restore as is.
         """
         start = event_ms - event_ms % self.window_ms
-        seen = self._labels.get(start, {}).get(position)
+        per_window = self._labels.get(start)
+        seen = None if per_window is None else per_window.get(position)
         if seen is None or value in seen or len(seen) < cap:
             return value
         return OTHER

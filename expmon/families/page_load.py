@@ -302,9 +302,10 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
             # per page and device only (region `all`): per-region sketches of five vitals
             # would multiply the state, partials and merge work by the region count
             self.vitals.add(windows.accumulator(event_ms, (page, device, ALL)).vitals, event)
-        if event.get("load_ms") is None:
+        load = event.get("load_ms")
+        if load is None:
             return  # vital-only (a beacon): no load figures, not a page view for bounce
-        load_ms = float(event["load_ms"])
+        load_ms = float(load)
         windows.accumulator(event_ms, key).add(
             load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
         )

@@ -113,7 +113,7 @@ def rating_index(value: float, good: float, poor: float) -> int:
 class VitalsRater:
     """Adds an event's vitals to a key's `Vitals` by the settings' thresholds."""
 
-    __slots__ = ("specs",)
+    __slots__ = ("fields", "specs")
 
     def __init__(self, settings: Settings) -> None:
         limits = settings.web_vital_thresholds
@@ -121,8 +121,13 @@ class VitalsRater:
             (vital, FIELDS[vital], *limits[vital], CLS_SCALE if vital == "cls" else 1.0)
             for vital in VITALS
         )
+        self.fields = frozenset(FIELDS.values())
 
     def carries(self, event: Mapping[str, Any]) -> bool:
+        # Most page loads hold no vital: one C-level key test rules them out (a vital sent
+        # as null is held but carried only when a vital has a value).
+        if self.fields.isdisjoint(event):
+            return False
         get = event.get
         return any(get(name) is not None for _v, name, _g, _p, _s in self.specs)
 
