@@ -82,6 +82,7 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
 ) -> None:
     broker = LocalKafka(default_cache_dir(), data_dir=tmp_path / "kafka")
     broker.start(timeout=120)
+    worker: WorkerProcess | None = None
     try:
         settings = settings_factory(
             kafka_bootstrap=broker.bootstrap, idle_partition_timeout_seconds=5.0
@@ -169,6 +170,8 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
         want = replay_views(settings, settings.topic_partitions, through)
         assert_same_views(got, want, through)
     finally:
+        if worker is not None:
+            worker.stop()  # a no-op once stopped; on a failure, the worker must not outlive it
         broker.stop()
 
 
