@@ -37,6 +37,7 @@ class AlertRunner:
         self.owner = False
         self.lock = asyncio.Lock()
         self._newest: dict[tuple[str, str], int] = {}  # (family, view) -> newest end evaluated
+        self._last_write: asyncio.Task[None] | None = None  # alert-state writes, in order
 
     async def take_ownership(self) -> None:
         """Restore alert state from the table and hand the active set to the sinks."""
@@ -71,7 +72,12 @@ class AlertRunner:
             for result in results:
                 if self._current(result):
                     out.extend(self.engine.evaluate_view(result))
-            await self._deliver(out)
+            written = await self._deliver(out)
+        # The merge state moves on only once this alert state is stored (a crash in between
+        # re-evaluates these views); waited for outside the lock, so that the pipeline rules
+        # are evaluated meanwhile.
+        if written is not None:
+            await asyncio.wait([written])
 
     def _current(self, result: ViewResult) -> bool:
         """First emissions always count; a revision only of the newest view evaluated (an
@@ -89,6 +95,8 @@ class AlertRunner:
             self.telemetry.add(message, now_ms)
 
     async def tick(self) -> None:
+        """Evaluate the pipeline rules; never waits for the broker to store their state
+        (that is when `KafkaUnreachable` must fire)."""
         if not self.owner:
             return
         async with self.lock:
@@ -96,13 +104,29 @@ class AlertRunner:
             out.writes.update(self.telemetry.growth_writes())
             await self._deliver(out)
 
-    async def _deliver(self, out: EngineOutput) -> None:
+    async def _deliver(self, out: EngineOutput) -> asyncio.Task[None] | None:
+        """Notify the sinks now; store the alert state after every earlier write (the task
+        that does it, None when nothing changed)."""
         if out.transitions:
             for sink in self.sinks:
                 await sink.notify(out.transitions)
             self.rt.metrics.set_firing(self.engine.firing_counts())
-        if out.writes or out.deletes:
-            await self.state.apply(0, out.writes, out.deletes)
+        if not (out.writes or out.deletes):
+            return None
+        task = asyncio.ensure_future(self._write_after(self._last_write, out))
+        task.add_done_callback(_log_write_failure)
+        self._last_write = task
+        return task
+
+    async def _write_after(self, previous: asyncio.Task[None] | None, out: EngineOutput) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # order only: its failure is logged by itself
+        await self.state.apply(0, out.writes, out.deletes)
+
+
+def _log_write_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("alerts: storing alert state failed: %s", task.exception())
 
 
 def build_sinks(rt: Runtime) -> list[AlertSink]:

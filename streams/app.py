@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -269,7 +270,11 @@ async def _tick(worker: Worker) -> None:
             # Grows on its own while nothing arrives (an outage, a stall): wall clock based.
             rt.metrics.watermark_lag.labels(topic).set(max(0.0, wall - min(watermarks) / 1000))
         known = [lag for lag in lags.values() if lag is not None]
-        if settled and known:
+        if settled and not reachable:
+            # The broker's marks are stale: the lag is unknown, not its last value (NaN:
+            # no comparison holds; KafkaUnreachable says why).
+            rt.metrics.consumer_lag.labels(topic).set(math.nan)
+        elif settled and known:
             rt.metrics.consumer_lag.labels(topic).set(sum(known))
         stalled = any(known) and now - runner.last_applied_wall > STALL_SECONDS
         if stalled and settled:

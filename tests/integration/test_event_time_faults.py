@@ -8,6 +8,7 @@ end in exactly the windows a replay gives, and no event may be late that a repla
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -81,6 +82,7 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
 ) -> None:
     broker = LocalKafka(default_cache_dir(), data_dir=tmp_path / "kafka")
     broker.start(timeout=120)
+    worker: WorkerProcess | None = None
     try:
         settings = settings_factory(
             kafka_bootstrap=broker.bootstrap, idle_partition_timeout_seconds=5.0
@@ -118,10 +120,19 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
         broker.kill()
         outage_started = time.monotonic()
         seen_not_ready = False
+        lag_unknown = False
+        watermark_lags: list[float] = []
         while time.monotonic() - outage_started < 125:
             status, body = readyz(worker)
             if status == 503 and "broker unreachable" in body.get("reason", ""):
                 seen_not_ready = True
+                samples = worker.metrics(
+                    "expmon_consumer_lag_messages", "expmon_watermark_lag_seconds"
+                )
+                topic = (("topic", settings.topic_page_loads),)
+                lag = samples.get(("expmon_consumer_lag_messages", topic))
+                lag_unknown = lag_unknown or (lag is not None and math.isnan(lag))
+                watermark_lags.append(samples[("expmon_watermark_lag_seconds", topic)])
             time.sleep(2)
         broker.start(timeout=120)
         time.sleep(20)  # some traffic after the outage as well
@@ -147,6 +158,8 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
             worker,
         )
         assert seen_not_ready, "/readyz stayed ready while the broker was down"
+        assert lag_unknown, "consumer lag kept its last value while the broker was down"
+        assert watermark_lags[-1] >= watermark_lags[0] + 60, watermark_lags
         log = worker.log_tail(100_000)
         assert "ALERT FIRING KafkaUnreachable" in log, "no KafkaUnreachable during the outage"
         assert "ALERT RESOLVED KafkaUnreachable" in log
@@ -157,6 +170,8 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
         want = replay_views(settings, settings.topic_partitions, through)
         assert_same_views(got, want, through)
     finally:
+        if worker is not None:
+            worker.stop()  # a no-op once stopped; on a failure, the worker must not outlive it
         broker.stop()
 
 
