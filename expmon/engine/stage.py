@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic
+from typing import Any, Generic, Protocol
 
 from expmon.engine.entities import Entity, EntityTable, is_entity_key
 from expmon.engine.windows import (
@@ -51,6 +51,22 @@ class RawRecord:
     timestamp_ms: int | None = None  # the broker's (or producer's) record timestamp
 
 
+class StageRecord(Protocol):
+    """What `process` reads of a record: a `RawRecord`, or any record with these attributes
+    (a replay's records go in as they were read, without a copy each)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp_ms(self) -> int | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record (or one event of a batch record) for the dead-letter topic."""
@@ -77,7 +93,7 @@ class StageOutput:
 
 
 def dead_letter_headers(
-    topic: str, rec: RawRecord, reason: str, detail: str, index: int | None
+    topic: str, rec: StageRecord, reason: str, detail: str, index: int | None
 ) -> list[tuple[str, bytes]]:
     headers = [
         ("expmon-reason", reason.encode()),
@@ -206,7 +222,7 @@ class WindowedStage(ABC, Generic[A]):
         self._provisional.pop(partition, None)
 
     # ---------------------------------------------------------------- processing
-    def process(self, records: Iterable[RawRecord], now_ms: int | None = None) -> StageOutput:
+    def process(self, records: Iterable[StageRecord], now_ms: int | None = None) -> StageOutput:
         out = StageOutput()
         counts = out.counts
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -255,7 +271,7 @@ class WindowedStage(ABC, Generic[A]):
             self._close_and_checkpoint(partition, out)
         return out
 
-    def _reject(self, rec: RawRecord, rejected: list[Rejected], out: StageOutput) -> None:
+    def _reject(self, rec: StageRecord, rejected: list[Rejected], out: StageOutput) -> None:
         for rej in rejected:
             out.counts["invalid"] += 1
             out.dead_letters.append(
@@ -267,12 +283,12 @@ class WindowedStage(ABC, Generic[A]):
                 )
             )
 
-    def _late_letter(self, rec: RawRecord, event: Event, watermark: int | None) -> DeadLetter:
+    def _late_letter(self, rec: StageRecord, event: Event, watermark: int | None) -> DeadLetter:
         return self._event_letter(
             rec, event, LATE_REASON, f"event time before watermark {watermark}"
         )
 
-    def _skew_letter(self, rec: RawRecord, event: Event, stamp: int) -> DeadLetter:
+    def _skew_letter(self, rec: StageRecord, event: Event, stamp: int) -> DeadLetter:
         ahead_s = (event["_t"] - stamp) / 1000
         detail = (
             f"event time {ahead_s:.0f} s ahead of the record timestamp "
@@ -280,7 +296,7 @@ class WindowedStage(ABC, Generic[A]):
         )
         return self._event_letter(rec, event, SKEW_REASON, detail)
 
-    def _event_letter(self, rec: RawRecord, event: Event, reason: str, detail: str) -> DeadLetter:
+    def _event_letter(self, rec: StageRecord, event: Event, reason: str, detail: str) -> DeadLetter:
         """A valid event set aside (late, clock skew), as it was sent."""
         index = event.get(BATCH_INDEX)
         strip_annotations(event)

@@ -49,11 +49,14 @@ def _put_bytes(line: dict[str, Any], name: str, data: bytes | None) -> None:
         line[f"{name}_b64"] = base64.b64encode(data).decode("ascii")
 
 
-def _get_bytes(line: Mapping[str, Any], name: str) -> bytes | None:
-    encoded = line.get(f"{name}_b64")
+def _get_bytes(line: Mapping[str, Any], name: str, b64_name: str) -> bytes | None:
+    # Once per key and value of every record replayed: no name built per call.
+    encoded = line.get(b64_name)
     if encoded is not None:
         return base64.b64decode(encoded)
     text = line.get(name)
+    if type(text) is str:
+        return text.encode("utf-8")
     return None if text is None else str(text).encode("utf-8")
 
 
@@ -73,14 +76,15 @@ def encode_line(record: ReplayRecord) -> bytes:
 
 def decode_line(raw: bytes) -> ReplayRecord:
     line = codec.loads(raw)
-    headers = tuple((str(k), base64.b64decode(v)) for k, v in line.get("headers") or ())
+    listed = line.get("headers")
+    headers = tuple((str(k), base64.b64decode(v)) for k, v in listed) if listed else ()
     return ReplayRecord(
         topic=str(line["topic"]),
         partition=int(line["partition"]),
         offset=int(line["offset"]),
         timestamp_ms=int(line["timestamp_ms"]),
-        key=_get_bytes(line, "key"),
-        value=_get_bytes(line, "value"),
+        key=_get_bytes(line, "key", "key_b64"),
+        value=_get_bytes(line, "value", "value_b64"),
         headers=headers,
     )
 

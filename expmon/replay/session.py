@@ -24,7 +24,7 @@ from typing import Any
 from expmon.alerting.engine import AlertEngine, Transition
 from expmon.alerting.rules import Rule
 from expmon.engine.merge import ViewResult, WindowMerger
-from expmon.engine.stage import RawRecord, StageOutput, WindowedStage
+from expmon.engine.stage import StageOutput, WindowedStage
 from expmon.engine.windows import window_end
 from expmon.exposition.metrics import Metrics
 from expmon.families import registry
@@ -181,12 +181,9 @@ class ReplayPipeline:
             stage = self.stages.get(topic)
             if stage is None:
                 raise ValueError(f"record of topic {topic!r}, which this replay does not read")
-            raw = [
-                RawRecord(r.partition, r.offset, r.key, r.value, r.timestamp_ms) for r in records
-            ]
             # Validation's "now" is when the broker took the record, as live.
             now_ms = max(r.timestamp_ms for r in records)
-            self._take(stage, stage.process(raw, now_ms=now_ms))
+            self._take(stage, stage.process(records, now_ms=now_ms))
             self.records += len(records)
 
     def finish(self) -> None:
