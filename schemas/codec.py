@@ -14,5 +14,10 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
+def dumps_indented(obj: Any) -> bytes:
+    """`dumps` with two-space indentation, for files people read (the published JSON Schema)."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+
+
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     return orjson.loads(data)

@@ -10,6 +10,7 @@ import pytest
 from expmon.sim.bad_records import BadRecord
 from expmon.sim.journeys import DEFAULT_START_MS, TrafficGenerator
 from schemas import codec
+from schemas.contract_schema import PAGE_LOAD_SCHEMA_FILE, page_load_json_schema
 from schemas.events import CHANNELS, DEVICES, PLATFORMS, EventFamily
 from schemas.records import RecordDecoder, Rejected
 from schemas.structs import Channel, Device, PageLoadFastPath, Platform
@@ -199,3 +200,32 @@ def test_simulated_traffic_and_bad_records_decode_alike_both_ways() -> None:
     bad = sum(1 for item in page_loads if isinstance(item, BadRecord))
     assert bad > 50
     assert taken > 0.8 * len(values)  # the simulator's events go the fast way
+
+
+def test_published_json_schema_is_the_structs() -> None:
+    assert PAGE_LOAD_SCHEMA_FILE.read_bytes() == codec.dumps_indented(page_load_json_schema()) + (
+        b"\n"
+    ), "run `python -m schemas.contract_schema` to rewrite schemas/page_load.schema.json"
+
+
+def test_published_json_schema_states_the_contract() -> None:
+    schema = codec.loads(PAGE_LOAD_SCHEMA_FILE.read_bytes())
+    assert schema["type"] == "object"
+    assert set(schema["required"]) == {
+        "event_id", "schema_version", "occurred_at", "session_id",
+        "device", "platform", "region", "page",
+    }  # fmt: skip
+    assert "additionalProperties" not in schema  # other fields are accepted and kept
+    assert set(schema["properties"]["device"]["enum"]) == DEVICES
+    assert set(schema["properties"]["platform"]["enum"]) == PLATFORMS
+    assert schema["properties"]["schema_version"] == {"enum": [1]}
+    assert schema["properties"]["event_id"] == {"type": "string", "minLength": 1, "maxLength": 256}
+    for name in ("load_ms", "lcp_ms", "cls"):  # any non-negative number: no int bound
+        assert schema["properties"][name] == {
+            "anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}]
+        }
+    # the field list is the validators' (every field they read for page_load)
+    assert set(schema["properties"]) == set(BASE) | {
+        "channel", "user_id", "app_version", "is_new_user",
+        "ttfb_ms", "fcp_ms", "lcp_ms", "inp_ms", "cls",
+    }  # fmt: skip
