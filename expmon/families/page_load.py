@@ -321,10 +321,11 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
     ) -> None:
         table = self.entities[windows.partition]
         session = table.items.get(session_id)
-        if session is not None and session[DUE] is not None and session[DUE] <= event_ms:
+        due = None if session is None else session[DUE]
+        if session is not None and due is not None and due <= event_ms:
             # The session ended (in event time) before this view: end it there; this view
             # starts a new one. Event time only, wherever the watermark is.
-            self.on_timer(windows, session_id, session, session[DUE])
+            self.on_timer(windows, session_id, session, due)
             session = None
         if session is None:
             session = {"land": list(key), "first": event_ms, "last": event_ms, "views": 1}

@@ -19,7 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from expmon.alerting.engine import AlertEngine, Transition
 from expmon.alerting.rules import Rule
@@ -36,9 +36,11 @@ OUTCOMES = ("accepted", "invalid", "late", "duplicate")
 REPORT_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayRecord:
-    """One input record with its Kafka coordinates (as read, or as recorded)."""
+class ReplayRecord(NamedTuple):
+    """One input record with its Kafka coordinates (as read, or as recorded).
+
+    A NamedTuple rather than a frozen dataclass: one is built per record replayed, and a
+    frozen dataclass pays an `object.__setattr__` per field."""
 
     topic: str
     partition: int
