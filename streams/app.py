@@ -168,15 +168,19 @@ def build_worker(
     async def probe() -> None:
         await _probe(worker)
 
+    async def export_lags() -> None:
+        _export_lags(worker)
+
     async def merge_status() -> None:
         for merge in worker.merges:
             merge.log_status()
 
-    # Three timers, not one: stage ticks may wait on the broker, the probe waits at most
+    # Separate timers, not one: stage ticks may wait on the broker, the probe waits at most
     # PROBE_TIMEOUT_SECONDS, and pipeline rules must run whatever the broker does.
     app.timer(TICK_SECONDS)(tick)
     app.timer(TICK_SECONDS)(tick_alerts)
     app.timer(PROBE_SECONDS)(probe)
+    app.timer(TICK_SECONDS)(export_lags)
     app.timer(STATUS_SECONDS)(merge_status)
 
     async def serve_http() -> None:
@@ -237,7 +241,7 @@ async def _probe(worker: Worker) -> None:
 
 
 async def _tick(worker: Worker) -> None:
-    """Sync assignment, show broker-verified idle partitions early, export lags.
+    """Sync assignment, show broker-verified idle partitions early (lags: `_export_lags`).
 
     Runs on its own timer, apart from the alert tick: publishing may wait on the broker.
     """
@@ -254,7 +258,6 @@ async def _tick(worker: Worker) -> None:
         topic = runner.stage.topic
         partitions = sorted(tp.partition for tp in assignment if tp.topic == topic)
         applied = {p: runner.applied_offset(p) for p in partitions}
-        lags = {p: rt.probe.lag((topic, p), applied[p]) for p in partitions}
         idle = {
             p: frontier
             for p in partitions
@@ -265,11 +268,28 @@ async def _tick(worker: Worker) -> None:
         await runner.tick(
             set(partitions) if settled else None, idle, highwater if settled and reachable else None
         )
+
+
+def _export_lags(worker: Worker) -> None:
+    """Watermark and consumer lag, and stall detection, on a timer of their own: a stage
+    tick may wait on the broker (a batch holds its lock while flushing to it), and these
+    must move meanwhile, outages above all. Reads only; never awaits."""
+    rt = worker.runtime
+    consumer = rt.app.consumer
+    assignment = consumer.assignment() if consumer is not None else set()
+    settled = rt.ready()
+    now = time.monotonic()
+    wall = time.time()
+    reachable = rt.probe.reachable(now)
+    for runner in worker.stages:
+        topic = runner.stage.topic
+        partitions = sorted(tp.partition for tp in assignment if tp.topic == topic)
+        lags = [rt.probe.lag((topic, p), runner.applied_offset(p)) for p in partitions]
         watermarks = [w for w in runner.stage.watermarks().values() if w is not None]
         if watermarks:
             # Grows on its own while nothing arrives (an outage, a stall): wall clock based.
             rt.metrics.watermark_lag.labels(topic).set(max(0.0, wall - min(watermarks) / 1000))
-        known = [lag for lag in lags.values() if lag is not None]
+        known = [lag for lag in lags if lag is not None]
         if settled and not reachable:
             # The broker's marks are stale: the lag is unknown, not its last value (NaN:
             # no comparison holds; KafkaUnreachable says why).
