@@ -204,6 +204,12 @@ def build_worker(
                 worker.alerts.revoke()
 
     app.on_partitions_revoked.connect(on_revoked)
+
+    async def stop_alert_sinks(_sender: Any, **_kwargs: Any) -> None:
+        if worker.alerts is not None:
+            await worker.alerts.stop()
+
+    app.on_before_shutdown.connect(stop_alert_sinks)
     return worker
 
 
