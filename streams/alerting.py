@@ -54,6 +54,12 @@ class AlertRunner:
         log.info("alerts: %d rules, %d firing restored", len(self.engine.rules), firing)
         self.rt.metrics.set_firing(self.engine.firing_counts())
 
+    async def stop(self) -> None:
+        """At shutdown, before faust flushes its producer: the sinks send what they queued
+        (the alerts topic's outbox) within their bounds, then stop."""
+        for sink in self.sinks:
+            await sink.stop()
+
     def revoke(self) -> None:
         self.owner = False
         self.telemetry = PipelineTelemetry()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,6 +202,12 @@ def build_worker(
                 worker.alerts.revoke()
 
     app.on_partitions_revoked.connect(on_revoked)
+
+    async def stop_alert_sinks(_sender: Any, **_kwargs: Any) -> None:
+        if worker.alerts is not None:
+            await worker.alerts.stop()
+
+    app.on_before_shutdown.connect(stop_alert_sinks)
     return worker
 
 
@@ -238,6 +245,13 @@ async def _probe(worker: Worker) -> None:
     rt.metrics.kafka_reachable.set(1 if rt.probe.reachable(time.monotonic()) else 0)
 
 
+def _applied_offsets(runner: StageRunner, assignment: Iterable[Any]) -> dict[int, int]:
+    """The stage's assigned input partitions, ascending, each with the offset it applied."""
+    topic = runner.stage.topic
+    partitions = sorted(tp.partition for tp in assignment if tp.topic == topic)
+    return {p: runner.applied_offset(p) for p in partitions}
+
+
 async def _tick(worker: Worker) -> None:
     """Sync assignment, show broker-verified idle partitions early (lags: `_export_lags`).
 
@@ -254,12 +268,12 @@ async def _tick(worker: Worker) -> None:
     idle_after = settings.idle_partition_timeout_seconds
     for runner in worker.stages:
         topic = runner.stage.topic
-        partitions = sorted(tp.partition for tp in assignment if tp.topic == topic)
-        applied = {p: runner.applied_offset(p) for p in partitions}
+        applied = _applied_offsets(runner, assignment)
+        partitions = list(applied)
         idle = {
             p: frontier
-            for p in partitions
-            if settled and rt.probe.idle((topic, p), applied[p], idle_after, now)
+            for p, offset in applied.items()
+            if settled and rt.probe.idle((topic, p), offset, idle_after, now)
         }
         highwater = {p: rt.probe.marks.get((topic, p)) for p in partitions}
         reachable = rt.probe.reachable(now)
@@ -281,8 +295,8 @@ def _export_lags(worker: Worker) -> None:
     reachable = rt.probe.reachable(now)
     for runner in worker.stages:
         topic = runner.stage.topic
-        partitions = sorted(tp.partition for tp in assignment if tp.topic == topic)
-        lags = [rt.probe.lag((topic, p), runner.applied_offset(p)) for p in partitions]
+        applied = _applied_offsets(runner, assignment)
+        lags = [rt.probe.lag((topic, p), offset) for p, offset in applied.items()]
         watermarks = [w for w in runner.stage.watermarks().values() if w is not None]
         if watermarks:
             # Grows on its own while nothing arrives (an outage, a stall): wall clock based.

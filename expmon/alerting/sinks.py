@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -93,24 +94,91 @@ class LogSink:
 
 
 class TopicSink:
+    """Each transition to the alerts topic, in order, from an outbox of its own.
+
+    `notify` only queues: a send waits on the broker (its metadata, a full buffer), and
+    while the broker is away it would hold the alert tick for the client's timeouts (83 s
+    in one outage) when `KafkaUnreachable` is the very alert to deliver. A failed send is
+    retried, in order, with backoff; past `max_queued` the oldest queued are dropped and
+    counted (`dropped`), the newest state of an alert being the one that matters.
+    """
+
     name = "topic"
 
     def __init__(
-        self, send: Callable[[bytes, bytes], Awaitable[Any]], count: CountFn = _no_count
+        self,
+        send: Callable[[bytes, bytes], Awaitable[Any]],
+        count: CountFn = _no_count,
+        max_queued: int = 10_000,
+        max_backoff_seconds: float = 10.0,
+        drain_seconds: float = 5.0,
     ) -> None:
         self.send = send
         self.count = count
+        self.max_queued = max_queued
+        self.max_backoff_seconds = max_backoff_seconds
+        self.drain_seconds = drain_seconds
+        self._outbox: collections.deque[Transition] = collections.deque()
+        self._queued = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self, active: Sequence[AlertInstance]) -> None:
-        return None
+        if self._task is None:
+            self._task = asyncio.create_task(self._send_loop())
 
     async def notify(self, transitions: Sequence[Transition]) -> None:
-        for t in transitions:
-            await self.send(t.instance.fingerprint.encode(), codec.dumps(t.to_dict()))
-        self.count(self.name, "sent", len(transitions))
+        if self._task is None:
+            await self.start([])
+        self._outbox.extend(transitions)
+        excess = len(self._outbox) - self.max_queued
+        for _ in range(max(0, excess)):
+            self._outbox.popleft()
+        if excess > 0:
+            log.warning("alerts topic: %d queued transitions dropped (broker away?)", excess)
+            self.count(self.name, "dropped", excess)
+        if transitions:
+            self._queued.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._outbox)
 
     async def stop(self) -> None:
-        return None
+        """What is queued gets `drain_seconds` to go out; the rest is logged as lost."""
+        if self._task is None:
+            return
+        deadline = asyncio.get_running_loop().time() + self.drain_seconds
+        while self._outbox and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if self._outbox:
+            log.warning("alerts topic: %d transitions not sent at stop", len(self._outbox))
+            self.count(self.name, "dropped", len(self._outbox))
+            self._outbox.clear()
+
+    async def _send_loop(self) -> None:
+        backoff = 0.2
+        while True:
+            if not self._outbox:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            t = self._outbox[0]
+            try:
+                await self.send(t.instance.fingerprint.encode(), codec.dumps(t.to_dict()))
+            except Exception as exc:  # any client error: keep it queued, in order, and retry
+                log.warning("alerts topic: send failed (%s); will retry", exc or type(exc).__name__)
+                self.count(self.name, "failed", 1)
+                await asyncio.sleep(backoff)
+                backoff = min(self.max_backoff_seconds, backoff * 2)
+                continue
+            backoff = 0.2
+            if self._outbox and self._outbox[0] is t:
+                self._outbox.popleft()
+            self.count(self.name, "sent", 1)
 
 
 def _describe(inst: AlertInstance) -> str:

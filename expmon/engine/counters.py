@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from expmon.engine.labels import LabelLimiter
+from expmon.engine.labels import LABEL_HEADROOM, OTHER, top_values
 from expmon.engine.merge import Summarizer, WindowMerger, view_windows
 from expmon.engine.stage import WindowedStage
+from expmon.engine.windows import Key, PartitionWindows
 from expmon.settings import Settings
 
 MAX_SAMPLES = 3
@@ -87,9 +88,64 @@ class CounterStage(WindowedStage[CounterAccumulator]):
     def decode_accumulator(self, data: Any) -> CounterAccumulator:
         return CounterAccumulator.from_dict(data)
 
-    def _label(self, limiter: LabelLimiter, value: str) -> str:
-        # Interned: one string per label value, not one per waiting event or entity.
-        return sys.intern(limiter(value))
+    def __init__(
+        self, settings: Settings, topic: str, source_partitions: int, live: bool = True
+    ) -> None:
+        super().__init__(settings, topic, source_partitions, live)
+        self.label_cap = LABEL_HEADROOM * settings.max_label_values
+
+    def _label(
+        self,
+        windows: PartitionWindows[CounterAccumulator],
+        event_ms: int,
+        space: str,
+        position: int,
+        value: str,
+    ) -> str:
+        """The label of `value` in the key (`space`, ...) of the window holding `event_ms`.
+
+        Decided where the count goes, when it is made (see PartitionWindows.label); the
+        view's top N is chosen at the merge stage (`fold_labels`).
+        """
+        # Interned: one string per label value, not one per key or entity.
+        return sys.intern(windows.label(event_ms, position, value, self.label_cap, space))
+
+
+def capped_name(acc: CounterAccumulator, prefix: str, value: str, cap: int) -> str:
+    """`prefix + value` if `acc` has it or fewer than `cap` counters with `prefix`, else
+    `prefix + other`: the per-window bound of a label kept in counter names (a payment's
+    failure reasons). A function of the accumulator, so a restore rebuilds it."""
+    name = prefix + value
+    counts = acc.counts
+    if name in counts or sum(1 for n in counts if n.startswith(prefix)) < cap:
+        return name
+    return prefix + OTHER
+
+
+def fold_counter_names(
+    accumulators: dict[Key, CounterAccumulator], prefix: str, limit: int
+) -> dict[Key, CounterAccumulator]:
+    """Counters `prefix + value` beyond the view's top `limit` values (by count, ties by
+    name) merged into `prefix + other`; the input is not changed."""
+    weights: dict[str, float] = {}
+    for acc in accumulators.values():
+        for name, n in acc.counts.items():
+            if name.startswith(prefix):
+                value = name[len(prefix) :]
+                weights[value] = weights.get(value, 0) + n
+    if len(weights) <= limit:
+        return accumulators
+    kept = top_values(weights, limit)
+    folded: dict[Key, CounterAccumulator] = {}
+    for key, acc in accumulators.items():
+        counts: dict[str, int] = {}
+        for name, n in acc.counts.items():
+            folded_name = name
+            if name.startswith(prefix) and name[len(prefix) :] not in kept:
+                folded_name = prefix + OTHER
+            counts[folded_name] = counts.get(folded_name, 0) + n
+        folded[key] = CounterAccumulator(counts, list(acc.samples))
+    return folded
 
 
 def new_counter_merger(

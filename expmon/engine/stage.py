@@ -199,11 +199,14 @@ class WindowedStage(ABC, Generic[A]):
                 self.decode_accumulator,
             )
             windows.label_positions = self.label_positions
+            windows.label_spaces = self.label_spaces
             self.entities[partition] = EntityTable(partition)
         return windows
 
-    # positions of label values in this family's window keys (see PartitionWindows.label)
+    # positions of label values in this family's window keys (see PartitionWindows.label),
+    # and whether a key's first element names its space (values counted per space)
     label_positions: tuple[int, ...] = ()
+    label_spaces = False
 
     def assign(self, partition: int, stored: Iterable[tuple[str, Any]]) -> None:
         """Take over a partition, restoring its state from the table entries given."""

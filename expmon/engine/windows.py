@@ -15,9 +15,11 @@ Semantics (the same live and in replay):
   watermark has not passed and one before (the id horizon); a repeat is a duplicate when
   its window is inside that horizon, else its event time decides (late), so the outcome
   does not depend on when ids were expired, that is, on the batching.
-- Label values are capped per window (`label`): the first `cap` distinct values of a
-  dimension in a window of this partition, in offset order, the rest `other`. The set is
-  a function of the window's keys, so a restore rebuilds it exactly.
+- Label values are capped per window (`label`): a value keeps its key while the window
+  of this partition has fewer than `cap` distinct values at that place (or has it
+  already), the rest is `other`. The set is read off the window's keys, so a restore
+  rebuilds it exactly. It only bounds state; which values a view shows is decided at the
+  merge stage (`expmon.engine.labels.fold_labels`).
 
 State changes are tracked (dirty windows, new ids, removed keys) so the caller can write
 a checkpoint of exactly what changed after each batch.
@@ -110,9 +112,12 @@ class PartitionWindows(Generic[A]):
         self.offset = -1
         self.windows: dict[int, dict[Key, A]] = {}
         self.ids: dict[int, set[str]] = {}
-        # window start -> key position -> distinct values among that window's keys
-        self._labels: dict[int, dict[int, set[str]]] = {}
+        # window start -> (key space, position) -> distinct values among that window's keys
+        self._labels: dict[int, dict[tuple[str, int], set[str]]] = {}
         self.label_positions: tuple[int, ...] = ()
+        # True: a key's first element names its space (checkout's funnel/payment keys), and
+        # values are counted per space and position; False: per position only
+        self.label_spaces = False
         # checkpoint bookkeeping
         self._seq = 0
         self._dirty: dict[int, set[Key]] = {}  # window start -> keys changed
@@ -203,15 +208,17 @@ class PartitionWindows(Generic[A]):
         dirty.add(key)  # parts are worked out per checkpoint, not per event
         return acc
 
-    def label(self, event_ms: int, position: int, value: str, cap: int) -> str:
+    def label(self, event_ms: int, position: int, value: str, cap: int, space: str = "") -> str:
         """`value` if it is (or can become) one of the window's first `cap` values, else other.
 
-        `position` is where the value sits in this family's keys (see `label_positions`):
-        the admitted set is read off the window's keys, so it survives a restore as is.
+        `position` is where the value sits in this family's keys (see `label_positions`),
+        `space` the keys' first element when the family has `label_spaces`: the admitted
+        set is read off the window's keys, so it survives a restore as is. Call it for the
+        window the count goes into, just before `accumulator` makes the key.
         """
         start = event_ms - event_ms % self.window_ms
         per_window = self._labels.get(start)
-        seen = None if per_window is None else per_window.get(position)
+        seen = None if per_window is None else per_window.get((space, position))
         if seen is None or value in seen or len(seen) < cap:
             return value
         return OTHER
@@ -220,9 +227,10 @@ class PartitionWindows(Generic[A]):
         per_window = self._labels.get(start)
         if per_window is None:
             per_window = self._labels[start] = {}
+        space = key[0] if self.label_spaces and key else ""
         for position in self.label_positions:
             if position < len(key):
-                per_window.setdefault(position, set()).add(key[position])
+                per_window.setdefault((space, position), set()).add(key[position])
 
     def applied(self, offset: int) -> None:
         if offset > self.offset:
@@ -283,6 +291,7 @@ class PartitionWindows(Generic[A]):
         twin.closed_through_ms = self.closed_through_ms
         twin.offset = self.offset
         twin.label_positions = self.label_positions
+        twin.label_spaces = self.label_spaces
         twin.windows = {
             start: {key: copy_accumulator(acc) for key, acc in window.items()}
             for start, window in self.windows.items()

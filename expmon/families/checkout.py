@@ -6,8 +6,16 @@ lives in one partition) and counts into 1-minute windows with `CounterAccumulato
 Definitions (the product's; `expmon.sim.truth.checkout` computes them independently):
 
 - Groups. user_type is `new` when `is_new_user` is true, else `returning` (also when
-  missing); a missing channel is `other`. Channel, payment provider, payment method and
-  failure reason are bounded by `LabelLimiter(settings.max_label_values)`.
+  missing); a missing channel is `other`.
+- Labels. Channel, payment provider, payment method and failure reason are bounded as
+  in `expmon.engine.labels`: at the stage, per window and partition, to 4 x
+  max_label_values values (a payment's reasons per key: `capped_name`), decided where
+  and when a count is made (a funnel count's channel in the window of the step it
+  counts, an abandonment's in the window of its deadline; entities keep the raw value);
+  per view, the top max_label_values channels (by funnel steps reached + abandonments),
+  providers and methods
+  (by attempts) and reasons (by failures) keep their label, the rest is `other`. The
+  cumulative counters are process-wide and keep a first-come `LabelLimiter`.
 - Event order. A checkout's events are applied in event-time order (ties: the earlier
   step in CHECKOUT_STEPS order first, so the later step counts as the latest), each once
   the partition's watermark has passed it (`t < watermark`). Until then it waits on the
@@ -57,6 +65,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -64,9 +73,16 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from expmon.alerting.signals import Signal, field
-from expmon.engine.counters import CounterAccumulator, CounterStage, new_counter_merger, ratio
+from expmon.engine.counters import (
+    CounterAccumulator,
+    CounterStage,
+    capped_name,
+    fold_counter_names,
+    new_counter_merger,
+    ratio,
+)
 from expmon.engine.entities import Entity, fire_after
-from expmon.engine.labels import OTHER, LabelLimiter
+from expmon.engine.labels import OTHER, LabelDimension, LabelLimiter, fold_labels
 from expmon.engine.merge import WindowMerger
 from expmon.engine.windows import Key, PartitionWindows
 from expmon.families.base import Family, Rows, counter, gauge
@@ -127,15 +143,17 @@ class CheckoutStage(CounterStage):
     """Checkouts: funnel, abandonment and payment windows, and cumulative counters."""
 
     family = EventFamily.CHECKOUT
+    # channel in ("funnel", device, channel, user_type); provider, method in
+    # ("payment", provider, method, user_type)
+    label_positions = (1, 2)
+    label_spaces = True
 
     def __init__(
         self, settings: Settings, topic: str, source_partitions: int, live: bool = True
     ) -> None:
         super().__init__(settings, topic, source_partitions, live)
-        self.channels = LabelLimiter(settings.max_label_values)
-        self.providers = LabelLimiter(settings.max_label_values)
-        self.methods = LabelLimiter(settings.max_label_values)
-        self.reasons = LabelLimiter(settings.max_label_values)
+        # process-wide cumulative counters only (see expmon.engine.labels)
+        self.total_reasons = LabelLimiter(settings.max_label_values)
         self.abandon_ms = round(settings.checkout_abandon_seconds * 1000)
         self.steps_total: dict[str, int] = {}
         self.abandoned_total: dict[str, int] = {}
@@ -152,18 +170,19 @@ class CheckoutStage(CounterStage):
         user_type = user_type_of(event)
         # Payment outcomes depend on the event alone: counted now, in the event's window.
         if step in _PAYMENT_OUTCOMES:
-            provider = self._label(self.providers, event["payment_provider"])
-            method = self._label(self.methods, event["payment_method"])
+            provider = self._label(windows, event_ms, PAYMENT_SPACE, 1, event["payment_provider"])
+            method = self._label(windows, event_ms, PAYMENT_SPACE, 2, event["payment_method"])
             acc = windows.accumulator(event_ms, (PAYMENT_SPACE, provider, method, user_type))
             acc.add(ATTEMPTS)
             self.payment_attempts_total += 1
             if step == PAYMENT_FAILED:
-                reason = self._label(self.reasons, event["failure_reason"])
+                reason: str = event["failure_reason"]
                 acc.add(FAILURES)
-                acc.add(REASON_PREFIX + reason)
+                acc.add(capped_name(acc, REASON_PREFIX, reason, self.label_cap))
                 acc.sample(event["event_id"])
                 failures = self.payment_failures_total
-                failures[reason] = failures.get(reason, 0) + 1
+                total_reason = self.total_reasons(reason)
+                failures[total_reason] = failures.get(total_reason, 0) + 1
 
         checkout_id: str = event["checkout_id"]
         entity = self.entity(windows, checkout_id)
@@ -176,7 +195,7 @@ class CheckoutStage(CounterStage):
             event_ms,
             STEP_INDEX[step],
             sys.intern(event["device"]),
-            self._label(self.channels, channel_of(event)),
+            sys.intern(channel_of(event)),  # raw: labelled where it is counted
             user_type,
         ]
         # Sorted by the whole entry so that the order of equal-time events is a function
@@ -235,7 +254,8 @@ class CheckoutStage(CounterStage):
         bit = 1 << step_index
         if not reached & bit:
             entity[_REACHED] = reached | bit
-            key = (FUNNEL_SPACE, device, channel, user_type)
+            label = self._label(windows, t, FUNNEL_SPACE, 2, channel)
+            key = (FUNNEL_SPACE, device, label, user_type)
             windows.accumulator(t, key).add(STEP_COUNTERS[step_index])
         # Applied in (time, step) order: this event is the latest so far.
         entity[_LAST] = t
@@ -249,7 +269,8 @@ class CheckoutStage(CounterStage):
     ) -> None:
         if not entity.get(_REACHED, 0) & _ORDER_PLACED_BIT:
             step_index: int = entity[_LAST_STEP]
-            key = (FUNNEL_SPACE, entity[_DEVICE], entity[_CHANNEL], entity[_USER_TYPE])
+            channel = self._label(windows, deadline, FUNNEL_SPACE, 2, entity[_CHANNEL])
+            key = (FUNNEL_SPACE, entity[_DEVICE], channel, entity[_USER_TYPE])
             windows.accumulator(deadline, key).add(ABANDONED_COUNTERS[step_index])
             step = CHECKOUT_STEPS[step_index]
             if not self.provisional:  # a look-ahead's timers are counted when real
@@ -379,11 +400,45 @@ def _add_into(totals: dict[str, int], counts: Mapping[str, int]) -> None:
         totals[name] = totals.get(name, 0) + n
 
 
+_FUNNEL_WEIGHT = tuple(STEP_PREFIX + step for step in FUNNEL) + ABANDONED_COUNTERS
+
+
+def _funnel_weight(acc: CounterAccumulator) -> float:
+    """Funnel steps reached + abandonments: what a channel's funnel rows count."""
+    return sum(acc.get(name) for name in _FUNNEL_WEIGHT)
+
+
+def _attempts(acc: CounterAccumulator) -> float:
+    return acc.get(ATTEMPTS)
+
+
+def label_dimensions(limit: int) -> tuple[LabelDimension[CounterAccumulator], ...]:
+    """Channel, provider and method: each view keeps its top `limit` (see fold_labels)."""
+    return (
+        LabelDimension({FUNNEL_SPACE: 2}, limit, _funnel_weight),
+        LabelDimension({PAYMENT_SPACE: 1}, limit, _attempts),
+        LabelDimension({PAYMENT_SPACE: 2}, limit, _attempts),
+    )
+
+
+def fold_view(accumulators: dict[Key, Any], limit: int) -> dict[Key, CounterAccumulator]:
+    """The view with channels, providers, methods and failure reasons beyond its top
+    `limit` merged into `other`."""
+    folded = fold_labels(accumulators, label_dimensions(limit), CounterAccumulator)
+    return fold_counter_names(folded, REASON_PREFIX, limit)
+
+
 def summarize_rows(
-    view: str, start_ms: int, end_ms: int, accumulators: dict[Key, Any]
+    view: str,
+    start_ms: int,
+    end_ms: int,
+    accumulators: dict[Key, Any],
+    max_label_values: int = 50,
 ) -> list[dict[str, Any]]:
     """Merger summarizer: funnel rows per group and for "all", payment rows per group and
-    per (provider, method, "all"); sorted by `row_sort_key`."""
+    per (provider, method, "all"), after the view's label fold (`fold_view`); sorted by
+    `row_sort_key`."""
+    accumulators = fold_view(accumulators, max_label_values)
     rows: list[dict[str, Any]] = []
     funnel_all: dict[str, int] | None = None
     payment_all: dict[tuple[str, str, str], CounterAccumulator] = {}
@@ -409,7 +464,8 @@ def summarize_rows(
 
 
 def new_checkout_merger(settings: Settings) -> WindowMerger[CounterAccumulator]:
-    return new_counter_merger(str(EventFamily.CHECKOUT), settings, summarize_rows)
+    summarize = partial(summarize_rows, max_label_values=settings.max_label_values)
+    return new_counter_merger(str(EventFamily.CHECKOUT), settings, summarize)
 
 
 # ---------------------------------------------------------------------- metrics

@@ -38,13 +38,24 @@ Definitions (the product's; `expmon.sim.truth.logistics` computes them independe
   stays until ship_by, breaches, and is freed. A later event starts a new lifecycle.
 - `shipments_total[(status, carrier)]` counts every accepted event (cumulative).
 
-Carrier and warehouse labels are bounded by `LabelLimiter(settings.max_label_values)`.
+Labels. An order's events carry carrier and warehouse, and a count made later (an SLA
+breach at ship_by, staleness 24 h on) uses the order's latest applied event's values.
+Entities keep those values raw; the label is decided where and when the count is made,
+from the window it goes into (`PartitionWindows.label`, 4 x max_label_values values per
+window and partition, in the order counts are made, the rest `other`): so it is a
+function of the order's events and the window's keys, the same for every worker layout,
+restart and replay. Each view then keeps its top max_label_values carriers (one set for
+SLA, delivery and tracking rows, by the counts they carry) and warehouses (by orders
+decided), the rest merged into `other` (`fold_labels`). The cumulative counters and the
+tracking gauges are process-wide and keep a first-come `LabelLimiter`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -59,7 +70,7 @@ from expmon.engine.counters import (
     ratio,
 )
 from expmon.engine.entities import Entity, fire_after
-from expmon.engine.labels import LabelLimiter
+from expmon.engine.labels import LabelDimension, LabelLimiter, fold_labels
 from expmon.engine.merge import WindowMerger
 from expmon.engine.windows import Key, PartitionWindows
 from expmon.families.base import Family, Rows, counter, gauge
@@ -104,6 +115,9 @@ class LogisticsStage(CounterStage):
     """Orders: SLA, staleness and delivery windows, cumulative shipment counters, gauges."""
 
     family = EventFamily.LOGISTICS
+    # carrier in ("delivery" | "tracking", carrier) and ("sla", warehouse, carrier)
+    label_positions = (1, 2)
+    label_spaces = True
 
     def __init__(
         self,
@@ -115,8 +129,9 @@ class LogisticsStage(CounterStage):
         breach_sample_size: int = 100,
     ) -> None:
         super().__init__(settings, topic, source_partitions, live)
-        self.carriers = LabelLimiter(settings.max_label_values)
-        self.warehouses = LabelLimiter(settings.max_label_values)
+        # process-wide cumulative counters and gauges only (see expmon.engine.labels)
+        self.total_carriers = LabelLimiter(settings.max_label_values)
+        self.total_warehouses = LabelLimiter(settings.max_label_values)
         self.ship_sla_ms = round(settings.ship_sla_seconds * 1000)
         self.tracking_stale_ms = round(settings.tracking_stale_seconds * 1000)
         # Expiry must come after every other deadline of an order, or it would cut them.
@@ -136,19 +151,23 @@ class LogisticsStage(CounterStage):
         self, windows: PartitionWindows[CounterAccumulator], event: Event, event_ms: int
     ) -> None:
         status = _STATUS[event["status"]]
-        carrier = self._label(self.carriers, event["carrier"])
-        warehouse = self._label(self.warehouses, event["warehouse"])
-        key = (status, carrier)
+        # Raw (interned: one string per value, not one per waiting event): labelled where
+        # each count is made.
+        carrier = sys.intern(event["carrier"])
+        warehouse = sys.intern(event["warehouse"])
+        key = (status, self.total_carriers(carrier))
         self.shipments_total[key] = self.shipments_total.get(key, 0) + 1
         # Delivery outcomes depend on the event alone: counted now, in the event's window.
         if status == DELIVERED:
-            acc = windows.accumulator(event_ms, ("delivery", carrier))
+            label = self._label(windows, event_ms, "delivery", 1, carrier)
+            acc = windows.accumulator(event_ms, ("delivery", label))
             acc.add("delivered")
             promised = event.get("_promised_ms")
             if promised is not None:
                 acc.add("on_time" if event_ms <= promised else "late")
         elif status == DELIVERY_FAILED:
-            acc = windows.accumulator(event_ms, ("delivery", carrier))
+            label = self._label(windows, event_ms, "delivery", 1, carrier)
+            acc = windows.accumulator(event_ms, ("delivery", label))
             acc.add("failed")
             acc.sample(event["event_id"])
 
@@ -225,7 +244,8 @@ class LogisticsStage(CounterStage):
                 self._breach(windows, order_id, entity, ship_by)
             elif stale_at is not None and stale_at < watermark:
                 entity[_STALE] = True
-                windows.accumulator(stale_at, ("tracking", entity[_CARRIER])).add("became_stale")
+                label = self._label(windows, stale_at, "tracking", 1, entity[_CARRIER])
+                windows.accumulator(stale_at, ("tracking", label)).add("became_stale")
             else:
                 break
             if entity.get(_STATUS_F) in TERMINAL_STATUSES and _SHIP_BY not in entity:
@@ -257,7 +277,7 @@ class LogisticsStage(CounterStage):
             # _advance applies events after deadlines before them: t <= ship_by here.
             del entity[_SHIP_BY]
             entity.pop(_PLACED_ID, None)
-            windows.accumulator(t, ("sla", warehouse, carrier)).add("within")
+            windows.accumulator(t, self._sla_key(windows, t, warehouse, carrier)).add("within")
 
     def _breach(
         self,
@@ -269,7 +289,7 @@ class LogisticsStage(CounterStage):
         del entity[_SHIP_BY]
         warehouse: str = entity[_WAREHOUSE]
         carrier: str = entity[_CARRIER]
-        acc = windows.accumulator(ship_by, ("sla", warehouse, carrier))
+        acc = windows.accumulator(ship_by, self._sla_key(windows, ship_by, warehouse, carrier))
         acc.add("breach")
         placed_id = entity.pop(_PLACED_ID, None)
         if placed_id is not None:
@@ -278,8 +298,18 @@ class LogisticsStage(CounterStage):
             return
         self.sla_breaches_total += 1
         by_wh = self.sla_breaches_by_warehouse
-        by_wh[warehouse] = by_wh.get(warehouse, 0) + 1
+        total_warehouse = self.total_warehouses(warehouse)
+        by_wh[total_warehouse] = by_wh.get(total_warehouse, 0) + 1
         self.breaches.append((order_id, ship_by, warehouse, carrier))
+
+    def _sla_key(
+        self, windows: PartitionWindows[CounterAccumulator], t: int, warehouse: str, carrier: str
+    ) -> Key:
+        return (
+            "sla",
+            self._label(windows, t, "sla", 1, warehouse),
+            self._label(windows, t, "sla", 2, carrier),
+        )
 
     def _store(
         self, windows: PartitionWindows[CounterAccumulator], order_id: str, entity: Entity
@@ -336,9 +366,10 @@ class LogisticsStage(CounterStage):
             totals: dict[str, list[int]] = {}
             for entity in table.items.values():
                 if entity.get(_STATUS_F) in TRACKED_STATUSES:
-                    pair = totals.get(entity[_CARRIER])
+                    carrier = self.total_carriers(entity[_CARRIER])
+                    pair = totals.get(carrier)
                     if pair is None:
-                        pair = totals[entity[_CARRIER]] = [0, 0]
+                        pair = totals[carrier] = [0, 0]
                     pair[0] += 1
                     if entity.get(_STALE):
                         pair[1] += 1
@@ -423,11 +454,33 @@ def tracking_row(
     }
 
 
+_COUNTED = ("within", "breach", "delivered", "failed", "became_stale")
+
+
+def _counted(acc: CounterAccumulator) -> float:
+    """Orders decided (SLA), deliveries attempted, orders gone stale: what a key counts."""
+    return sum(acc.get(name) for name in _COUNTED)
+
+
+def label_dimensions(limit: int) -> tuple[LabelDimension[CounterAccumulator], ...]:
+    """Carrier (one set across SLA, delivery and tracking keys) and warehouse."""
+    return (
+        LabelDimension({"sla": 2, "delivery": 1, "tracking": 1}, limit, _counted),
+        LabelDimension({"sla": 1}, limit, _counted),
+    )
+
+
 def summarize_rows(
-    view: str, start_ms: int, end_ms: int, accumulators: dict[Key, Any]
+    view: str,
+    start_ms: int,
+    end_ms: int,
+    accumulators: dict[Key, Any],
+    max_label_values: int = 50,
 ) -> list[dict[str, Any]]:
     """Merger summarizer: sla rows per (warehouse, carrier) and (warehouse, "all"),
-    delivery and tracking rows per carrier; sorted by kind, warehouse, carrier."""
+    delivery and tracking rows per carrier, after the view's label fold (top
+    `max_label_values` carriers and warehouses); sorted by kind, warehouse, carrier."""
+    accumulators = fold_labels(accumulators, label_dimensions(max_label_values), CounterAccumulator)
     rows: list[dict[str, Any]] = []
     by_warehouse: dict[str, list[int]] = {}
     warehouse_samples: dict[str, list[str]] = {}
@@ -469,7 +522,8 @@ def summarize_rows(
 
 
 def new_logistics_merger(settings: Settings) -> WindowMerger[CounterAccumulator]:
-    return new_counter_merger(str(EventFamily.LOGISTICS), settings, summarize_rows)
+    summarize = partial(summarize_rows, max_label_values=settings.max_label_values)
+    return new_counter_merger(str(EventFamily.LOGISTICS), settings, summarize)
 
 
 # ---------------------------------------------------------------------- metrics

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from expmon.alerting.signals import Signal, field, seconds
 from expmon.engine.counters import MAX_SAMPLES, keep_samples
 from expmon.engine.entities import DUE, Entity
-from expmon.engine.labels import OTHER, LabelLimiter
+from expmon.engine.labels import LABEL_HEADROOM, LabelDimension, LabelLimiter, fold_labels
 from expmon.engine.merge import WindowMerger, view_windows
 from expmon.engine.sketch import DDSketch
 from expmon.engine.stage import WindowedStage
@@ -214,6 +214,11 @@ def with_region_totals(
 
 # Seconds; the contract's thresholds (0.8, 1.8, 2.5, 3, 4, 5 s) are edges so that
 # Prometheus can count "over 3 s" exactly from buckets.
+def landing(event: Event) -> list[str]:
+    """A session's landing key as its page view gave it (raw: labelled where it counts)."""
+    return [event["page"], event["device"], event["region"]]
+
+
 LOAD_BUCKETS_SECONDS = (
     0.1,
     0.25,
@@ -276,7 +281,7 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         super().__init__(settings, topic, source_partitions, live)
         # Window keys are capped per window and partition (deterministic, see
         # PartitionWindows.label) and each view keeps its top N (`fold_labels`); the
-        # process-wide histogram keeps its own first-come bound.
+        # process-wide histogram keeps a first-come bound (see expmon.engine.labels).
         self.page_cap = LABEL_HEADROOM * settings.max_pages
         self.region_cap = LABEL_HEADROOM * settings.max_regions
         self.histogram_pages = LabelLimiter(settings.max_pages)
@@ -310,15 +315,15 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
             load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
         )
         self.histogram.observe(self.histogram_pages(event["page"]), device, load_ms)
-        self._track_session(windows, event["session_id"], event_ms, key)
+        self._track_session(windows, event, event_ms)
 
     def _track_session(
         self,
         windows: PartitionWindows[PageLoadAccumulator],
-        session_id: str,
+        event: Event,
         event_ms: int,
-        key: tuple[str, str, str],
     ) -> None:
+        session_id: str = event["session_id"]
         table = self.entities[windows.partition]
         session = table.items.get(session_id)
         due = None if session is None else session[DUE]
@@ -328,14 +333,14 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
             self.on_timer(windows, session_id, session, due)
             session = None
         if session is None:
-            session = {"land": list(key), "first": event_ms, "last": event_ms, "views": 1}
+            session = {"land": landing(event), "first": event_ms, "last": event_ms, "views": 1}
             session[DUE] = event_ms + self.bounce_ms
             table.put(session_id, session)
             return
         session["views"] += 1
         if event_ms < session["first"]:  # an earlier view arrived late: it landed there
             session["first"] = event_ms
-            session["land"] = list(key)
+            session["land"] = landing(event)
         if event_ms > session["last"]:
             session["last"] = event_ms
             session[DUE] = event_ms + self.bounce_ms
@@ -348,7 +353,15 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         entity: Entity,
         deadline: int,
     ) -> None:
-        acc = windows.accumulator(deadline, tuple(entity["land"]))
+        # The landing page's raw values, labelled in the window the session end goes into
+        # (a session that started before this version keeps its labelled ones).
+        page, device, region = entity["land"]
+        key = (
+            windows.label(deadline, 0, page, self.page_cap),
+            device,
+            windows.label(deadline, 2, region, self.region_cap),
+        )
+        acc = windows.accumulator(deadline, key)
         acc.sessions += 1
         if entity["views"] == 1:
             acc.bounces += 1
@@ -358,42 +371,18 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         return sum(len(table) for table in self.entities.values())
 
 
-LABEL_HEADROOM = 4  # a partition keeps up to 4 N values per window; a view shows the top N
+def _page_weight(acc: PageLoadAccumulator) -> float:
+    return acc.count + acc.sessions  # loads + session ends
 
 
-def top_values(
-    accumulators: dict[tuple[str, ...], PageLoadAccumulator], position: int, limit: int
-) -> set[str]:
-    """The `limit` values at `position` with the most loads + session ends (ties by name)."""
-    weight: dict[str, int] = {}
-    for key, acc in accumulators.items():
-        if key[position] == ALL:
-            continue  # a total (vitals are kept per page and device only), not a value
-        weight[key[position]] = weight.get(key[position], 0) + acc.count + acc.sessions
-    ranked = sorted(weight, key=lambda value: (-weight[value], value))
-    return set(ranked[:limit])
-
-
-def fold_labels(
-    accumulators: dict[tuple[str, ...], PageLoadAccumulator], max_pages: int, max_regions: int
-) -> dict[tuple[str, ...], PageLoadAccumulator]:
-    """Pages and regions beyond each view's top N merged into `other`.
-
-    A function of the view's merged figures only, so every worker layout, a restart and
-    a replay label the same view the same way.
-    """
-    pages = top_values(accumulators, 0, max_pages)
-    regions = top_values(accumulators, 2, max_regions) | {ALL}
-    if all(k[0] in pages and k[2] in regions for k in accumulators):
-        return accumulators
-    folded: dict[tuple[str, ...], PageLoadAccumulator] = {}
-    for (page, device, region), acc in accumulators.items():
-        key = (page if page in pages else OTHER, device, region if region in regions else OTHER)
-        into = folded.get(key)
-        if into is None:
-            into = folded[key] = PageLoadAccumulator()
-        into.merge(acc)
-    return folded
+def label_dimensions(
+    max_pages: int, max_regions: int
+) -> tuple[LabelDimension[PageLoadAccumulator], ...]:
+    """Page and region of (page, device, region): each view keeps its top N (fold_labels)."""
+    return (
+        LabelDimension({None: 0}, max_pages, _page_weight),
+        LabelDimension({None: 2}, max_regions, _page_weight),
+    )
 
 
 def summarize_rows(
@@ -405,7 +394,14 @@ def summarize_rows(
     max_regions: int = 20,
 ) -> list[dict[str, Any]]:
     """Merger summarizer: a row per (page, device, region) plus region `all`, sorted."""
-    merged = with_region_totals(fold_labels(accumulators, max_pages, max_regions))
+    # region `all` holds the vitals, kept per page and device only: a total, not a value
+    folded = fold_labels(
+        accumulators,
+        label_dimensions(max_pages, max_regions),
+        PageLoadAccumulator,
+        exempt=frozenset({ALL}),
+    )
+    merged = with_region_totals(folded)
     rows = [summarize(view, start_ms, end_ms, key, merged[key]).to_dict() for key in sorted(merged)]
     # Core Web Vitals rows (kind web_vital, cwv) after the load rows
     rows += web_vitals.vitals_rows(

@@ -40,7 +40,7 @@ from expmon.local.demo_view import (
     worst_rows,
 )
 from expmon.local.kafka.broker import LocalKafka
-from expmon.local.procs import stop_process, wait_ready
+from expmon.local.procs import stop_processes, wait_ready
 from expmon.settings import Settings, default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -74,23 +74,37 @@ class Child:
             raise DemoChildError(self.name, code, self.tail())
 
 
+class Children:
+    """The demo's child processes, each in its own process group, output to its log file
+    (never to the terminal the view owns)."""
+
+    def __init__(self) -> None:
+        self.started: list[Child] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> Child:
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                args,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started = Child(name, proc, log_path)
+        self.started.append(started)
+        return started
+
+
 @contextlib.contextmanager
-def child(name: str, args: list[str], env: dict[str, str], log_path: Path) -> Iterator[Child]:
-    """A child process in its own process group, stopped with SIGTERM (then SIGKILL) on
-    exit; its output goes to `log_path`, never to the terminal the view owns."""
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+def children() -> Iterator[Children]:
+    """Children stopped together on exit: SIGTERM to all, one grace for all, then SIGKILL
+    (one after another the graces would add up past what a user or a supervisor waits)."""
+    kids = Children()
     try:
-        yield Child(name, proc, log_path)
+        yield kids
     finally:
-        stop_process(proc, name, grace_s=20, group=True)
+        stop_processes([(c.proc, c.name) for c in kids.started], grace_s=20, group=True)
 
 
 class Stop(KeyboardInterrupt):
@@ -198,7 +212,8 @@ def _run_children(
     cli += ["--debug"] if debug else []
     port = settings.metrics_port
     log.info("worker and simulator logs: %s (kept with --keep)", workdir)
-    with child("worker", [*cli, "worker"], env, workdir / "worker.log") as worker:
+    with children() as kids:
+        worker = kids.start("worker", [*cli, "worker"], env, workdir / "worker.log")
         try:
             wait_ready(f"http://127.0.0.1:{port}/readyz", worker.proc, "worker", 90, poll_s=0.5)
         except Exception:
@@ -209,15 +224,15 @@ def _run_children(
         simulate += ["--batch-size", "1"]
         for spec in incident:
             simulate += ["--incident", spec]
-        with child("simulator", simulate, env, workdir / "simulate.log") as simulator:
-            watch(
-                port,
-                " ; ".join(incident),
-                settings.allowed_lateness_seconds,
-                duration_s,
-                (worker, simulator),
-                plain=not sys.stdout.isatty() if plain is None else plain,
-            )
+        simulator = kids.start("simulator", simulate, env, workdir / "simulate.log")
+        watch(
+            port,
+            " ; ".join(incident),
+            settings.allowed_lateness_seconds,
+            duration_s,
+            (worker, simulator),
+            plain=not sys.stdout.isatty() if plain is None else plain,
+        )
     log.info("stopped worker and simulator")
 
 

@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +46,36 @@ def stop_process(
     `group`: signal the whole process group (for a child started with
     `start_new_session=True`, whose own children must stop with it).
     """
-    if proc.poll() is not None:
-        return proc.returncode
+    return stop_processes([(proc, name)], grace_s, group)[0]
 
-    def send(sig: signal.Signals) -> None:
+
+def stop_processes(
+    procs: Sequence[tuple[subprocess.Popen[bytes], str]], grace_s: float = 15.0, group: bool = False
+) -> list[int]:
+    """`stop_process` for several at once: all get SIGTERM together and share one grace
+    period (stopping them one after another would add up the graces); their exit codes."""
+
+    def send(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if group:
                 os.killpg(proc.pid, sig)
             else:
                 proc.send_signal(sig)
 
-    send(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        log.warning("%s (pid %s) ignored SIGTERM for %.0f s; killing it", name, proc.pid, grace_s)
-        send(signal.SIGKILL)
-        return proc.wait(timeout=grace_s)
+    running = [(proc, name) for proc, name in procs if proc.poll() is None]
+    for proc, _name in running:
+        send(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc, name in running:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "%s (pid %s) ignored SIGTERM for %.0f s; killing it", name, proc.pid, grace_s
+            )
+            send(proc, signal.SIGKILL)
+            proc.wait(timeout=grace_s)
+    return [proc.wait() for proc, _name in procs]
 
 
 def binary(*names: str) -> str:

@@ -112,6 +112,12 @@ def test_piped_demo_prints_readable_lines_and_leaves_nothing(tmp_path: Path) -> 
     _assert_nothing_left(tmpdir)
 
 
+def _unblock_sigchld() -> None:
+    # A tmux server started with SIGCHLD blocked (inherited: some shells and CI runners
+    # block it) never reaps its pane: the pane looks dead but has no exit status.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+
+
 class Tmux:
     """One tmux server of our own (its own socket), a pane running one command."""
 
@@ -120,7 +126,12 @@ class Tmux:
 
     def __call__(self, *args: str) -> str:
         return subprocess.run(
-            [*self.base, *args], check=True, capture_output=True, text=True, timeout=10
+            [*self.base, *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            preexec_fn=_unblock_sigchld,
         ).stdout
 
     def screen(self) -> list[str]:

@@ -13,6 +13,39 @@ from expmon.engine.windows import Checkpoint, partition_of_state_key
 from expmon.kafka.partition import partition_for
 from expmon.sim.encoding import Record
 from schemas import codec
+from schemas.events import EventFamily
+
+NOW_MS = 1_704_067_200_000  # the wall clock of contract tests: 2024-01-01T00:00:00Z
+
+
+def contract_event(family: EventFamily, **over: Any) -> dict[str, Any]:
+    """A valid event of `family` with every required field (`over` replaces fields)."""
+    common: dict[str, Any] = {
+        "event_id": "e-1",
+        "occurred_at": NOW_MS - 1000,
+        "schema_version": 1,
+        "session_id": "s-1",
+        "device": "mobile",
+        "platform": "web",
+        "region": "eu-west",
+    }
+    per_family: dict[EventFamily, dict[str, Any]] = {
+        EventFamily.PAGE_LOAD: {"page": "/product/:id", "load_ms": 812.5},
+        EventFamily.CHECKOUT: {
+            "checkout_id": "c-1",
+            "step": "payment_failed",
+            "payment_provider": "adyen",
+            "payment_method": "card",
+            "failure_reason": "declined",
+        },
+        EventFamily.LOGISTICS: {
+            "order_id": "o-1",
+            "status": "shipped",
+            "carrier": "ups",
+            "warehouse": "ams-1",
+        },
+    }
+    return {**common, **per_family[family], **over}
 
 
 def place(records: Iterable[Record], partitions: int) -> list[RawRecord]:

@@ -103,6 +103,7 @@ def test_log_memory_and_topic_sinks(caplog: pytest.LogCaptureFixture) -> None:
         for sink in (memory, LogSink(), TopicSink(send)):
             await sink.start([])
             await sink.notify(t)
+            await sink.stop()  # the topic sink sends from its outbox: drained at stop
         return memory
 
     with caplog.at_level(logging.WARNING):
@@ -153,3 +154,68 @@ def test_alertmanager_payload_carries_the_absolute_runbook_url() -> None:
     [alert] = sink.payload()
     assert alert["annotations"]["runbook_url"] == f"{base}docs/runbooks.md#paymentfailureratehigh"
     assert alert["annotations"]["evidence"].startswith("20.0 % (100 of 500)")
+
+
+def transitions(n: int) -> list[Transition]:
+    return [Transition("firing", instance(fp=f"fp-{i}"), "r") for i in range(n)]
+
+
+def test_topic_sink_never_waits_on_the_broker_and_keeps_the_order() -> None:
+    sent: list[bytes] = []
+    broker_back = asyncio.Event()
+
+    async def send(key: bytes, _value: bytes) -> None:
+        await broker_back.wait()  # a send to a broker that is away
+        sent.append(key)
+
+    async def scenario() -> tuple[int, list[bytes]]:
+        sink = TopicSink(send)
+        await sink.start([])
+        await asyncio.wait_for(sink.notify(transitions(3)), timeout=1)
+        await asyncio.wait_for(sink.notify(transitions(5)[3:]), timeout=1)
+        queued_while_away = sink.queued
+        broker_back.set()
+        await sink.stop()
+        return queued_while_away, sent
+
+    queued, sent_keys = asyncio.run(scenario())
+    assert queued == 5
+    assert sent_keys == [f"fp-{i}".encode() for i in range(5)]
+
+
+def test_topic_sink_retries_a_failed_send_in_order_and_counts_it() -> None:
+    sent: list[bytes] = []
+    failures = iter([True, True, False, False])
+    counts: list[tuple[str, str, int]] = []
+
+    async def send(key: bytes, _value: bytes) -> None:
+        if next(failures, False):
+            raise ConnectionError("broker away")
+        sent.append(key)
+
+    async def scenario() -> None:
+        sink = TopicSink(send, lambda *c: counts.append(c), max_backoff_seconds=0.01)
+        await sink.notify(transitions(2))
+        await sink.stop()
+
+    asyncio.run(scenario())
+    assert sent == [b"fp-0", b"fp-1"]
+    assert counts.count(("topic", "failed", 1)) == 2
+    assert counts.count(("topic", "sent", 1)) == 2
+
+
+def test_topic_sink_drops_the_oldest_beyond_its_bound_and_what_stop_cannot_send() -> None:
+    counts: list[tuple[str, str, int]] = []
+
+    async def never(_key: bytes, _value: bytes) -> None:
+        await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        sink = TopicSink(never, lambda *c: counts.append(c), max_queued=3, drain_seconds=0.1)
+        await sink.notify(transitions(5))
+        assert sink.queued == 3
+        await sink.stop()
+        assert sink.queued == 0
+
+    asyncio.run(scenario())
+    assert counts == [("topic", "dropped", 2), ("topic", "dropped", 3)]

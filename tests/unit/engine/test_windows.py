@@ -184,3 +184,35 @@ def test_leftovers_of_a_cut_short_checkpoint_do_not_survive_a_second_crash() -> 
     assert not again.is_duplicate(f"e{T0 + 2000}", T0 + 2000)
     assert not again.is_duplicate(f"e{T0 + W + 1000}", T0 + W + 1000)
     assert again.is_duplicate(f"e{T0 + 3000}", T0 + 3000)
+
+
+@pytest.mark.parametrize(
+    ("spaces", "keys", "asks", "want"),
+    [
+        # per position: the window has a, b at position 1 and x, z at 0: c and y are a third
+        (False, [("x", "a"), ("z", "b")], [(1, "a", ""), (1, "c", ""), (0, "y", "")],
+         ["a", "other", "other"]),
+        # per space and position: a payment's provider does not take a funnel place
+        (True, [("funnel", "a"), ("funnel", "b"), ("payment", "p"), ("payment", "s")],
+         [(1, "c", "funnel"), (1, "a", "payment"), (1, "p", "payment"), (1, "q", "other-space")],
+         ["other", "other", "p", "q"]),
+        (True, [], [(1, "anything", "funnel")], ["anything"]),
+    ],
+)  # fmt: skip
+def test_label_caps_values_per_window(
+    spaces: bool, keys: list[tuple[str, ...]], asks: list[tuple[int, str, str]], want: list[str]
+) -> None:
+    pw = make()
+    pw.label_positions = (0, 1)
+    pw.label_spaces = spaces
+    for key in keys:
+        pw.accumulator(T0, key).n += 1
+    assert [pw.label(T0 + 5, pos, value, 2, space) for pos, value, space in asks] == want
+    # another window is not capped by this one's values
+    assert pw.label(T0 + W, 1, "c", 2, "funnel" if spaces else "") == "c"
+    # a restore rebuilds the admitted values from the stored keys
+    again = make()
+    again.label_positions = (0, 1)
+    again.label_spaces = spaces
+    again.restore(pw.checkpoint().writes.items())
+    assert [again.label(T0 + 5, pos, value, 2, space) for pos, value, space in asks] == want

@@ -1,5 +1,7 @@
 """Checkout stage + merge, no broker: funnel, abandonment, payments, restart, split, simulation."""
 
+import random
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -9,14 +11,18 @@ import pytest
 from expmon.engine.counters import CounterAccumulator
 from expmon.engine.merge import ViewResult
 from expmon.engine.stage import RawRecord, StageOutput
-from expmon.engine.windows import Key
-from expmon.families.checkout import CheckoutStage, new_checkout_merger, summarize_rows
+from expmon.engine.windows import Key, window_end
+from expmon.families.checkout import ALL, CheckoutStage, new_checkout_merger, summarize_rows
 from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
 from expmon.sim.encoding import encode_records
 from expmon.sim.journeys import TrafficGenerator
 from expmon.sim.truth.checkout import checkout_truth
+from expmon.sim.truth.checkout import funnel_rows as truth_funnel_rows
+from expmon.sim.truth.checkout import payment_row as truth_payment_row
+from expmon.sim.truth.checkout import row_sort_key as truth_row_sort_key
 from schemas import codec
+from schemas.eventtime import parse_event_time_ms
 from tests.unit.helpers import CheckpointStore
 
 T0 = 1_763_000_040_000  # a whole minute
@@ -319,19 +325,59 @@ def test_payments_labels_and_user_types(settings: Settings) -> None:
     }
 
 
-def test_labels_are_bounded(settings: Settings) -> None:
-    small = settings.model_copy(update={"max_label_values": 2})
+@pytest.mark.parametrize(
+    ("providers", "first", "second"),
+    [
+        # max_label_values 1: a partition keeps 4 values per window, in offset order; the
+        # next window gets the same providers reversed and keeps its own first 4
+        (["p1", "p2", "p3", "p4", "p5", "p1", "p6"],
+         ["p1", "p2", "p3", "p4", "other", "p1", "other"],
+         ["p6", "p1", "p5", "p4", "other", "other", "p1"]),
+        (["p6", "p5", "p6"], ["p6", "p5", "p6"], ["p6", "p5", "p6"]),
+    ],
+)  # fmt: skip
+def test_the_stage_caps_labels_per_window_and_partition(
+    settings: Settings, providers: list[str], first: list[str], second: list[str]
+) -> None:
+    small = settings.model_copy(update={"max_label_values": 1})
     feed = Feed()
-    providers = ["p1", "p2", "p3", "p4"]
     records = [
-        feed.record(f"c{i}", "payment_failed", T0 + i, payment_provider=p, failure_reason=p)
+        feed.record(f"c{i}", "payment_failed", T0 + i, payment_provider=p, failure_reason=f"r{i}")
         for i, p in enumerate(providers)
+    ]
+    records += [
+        feed.record(f"d{i}", "payment_failed", T0 + 60_000 + i, payment_provider=p)
+        for i, p in enumerate(reversed(providers))
     ]
     stage = CheckoutStage(small, "t", 1, live=False)
     counts = window_counts([stage.process(records, now_ms=NOW), stage.finish()])
-    providers_seen = {key[1] for _s, key in counts if key[0] == "payment"}
-    assert providers_seen == {"p1", "p2", "other"}
-    assert stage.payment_failures_total == {"p1": 1, "p2": 1, "other": 2}
+    got: Counter[tuple[int, str]] = Counter()
+    for (start, key), names in counts.items():
+        if key[0] == "payment":
+            got[(start, key[1])] += names["attempts"]
+    assert got == Counter([(T0, p) for p in first] + [(T0 + 60_000, p) for p in second])
+    # the cumulative counters are process-wide: first come, max_label_values of them
+    assert stage.payment_failures_total == {"r0": 1, "other": len(records) - 1}
+
+
+def test_a_payment_key_keeps_four_n_failure_reasons(settings: Settings) -> None:
+    small = settings.model_copy(update={"max_label_values": 1})
+    feed = Feed()
+    reasons = ["a", "b", "c", "d", "e", "a", "f"]
+    records = [
+        feed.record(f"c{i}", "payment_failed", T0 + i, failure_reason=r)
+        for i, r in enumerate(reasons)
+    ]
+    stage = CheckoutStage(small, "t", 1, live=False)
+    counts = window_counts([stage.process(records, now_ms=NOW), stage.finish()])
+    payment = counts[(T0, ("payment", "stripe", "card", "returning"))]
+    assert {k: v for k, v in payment.items() if k.startswith("reason:")} == {
+        "reason:a": 2,
+        "reason:b": 1,
+        "reason:c": 1,
+        "reason:d": 1,
+        "reason:other": 2,
+    }
 
 
 def test_summarize_rows_shapes_ratios_and_order() -> None:
@@ -532,3 +578,186 @@ def test_three_partitions_on_two_stages_equal_one_stage(settings: Settings) -> N
         stage = CheckoutStage(settings, "t", 3, live=False)
         two.extend(run(stage, [r for r in records if r.partition in mine]))
     assert results_table(merged(two, settings)[0]) == results_table(merged(one, settings)[0])
+
+
+# ---------------------------------------------------------------------- label limits
+
+PROVIDERS = tuple(f"psp-{i}" for i in range(9))
+METHODS = tuple(f"m-{i}" for i in range(7))
+REASONS = tuple(f"why-{i}" for i in range(8))
+
+
+def skewed(choices: Sequence[str], seed: str) -> str:
+    """A value of `choices`, the first ones likelier, fixed by `seed`."""
+    rng = random.Random(zlib.crc32(seed.encode()))
+    return rng.choices(choices, weights=[2 ** (len(choices) - i) for i in range(len(choices))])[0]
+
+
+def many_labels() -> list[dict[str, Any]]:
+    """Simulated checkouts with more providers, methods and reasons than max_label_values
+    (3 in these tests) but fewer than the stage's cap (12) in any window."""
+    _records, events = simulated_records(partitions=1, duration_s=900.0)
+    out = []
+    for original in {e["event_id"]: e for e in events}.values():
+        event = dict(original)
+        if "payment_provider" in event:
+            event["payment_provider"] = skewed(PROVIDERS, event["checkout_id"])
+            event["payment_method"] = skewed(METHODS, event["checkout_id"] + "m")
+        if "failure_reason" in event:
+            event["failure_reason"] = skewed(REASONS, event["event_id"])
+        out.append(event)
+    return out
+
+
+def placed(events: Sequence[dict[str, Any]], partitions: int) -> list[RawRecord]:
+    offsets = [0] * partitions
+    records = []
+    for event in events:
+        key = event["checkout_id"]
+        p = partition_for(key, partitions)
+        records.append(RawRecord(p, offsets[p], key.encode(), codec.dumps(event)))
+        offsets[p] += 1
+    return records
+
+
+def top(weights: Counter[str], limit: int) -> set[str]:
+    return set(sorted(weights, key=lambda v: (-weights[v], v))[:limit])
+
+
+def folded_truth(rows: list[dict[str, Any]], limit: int) -> dict[tuple[str, int], list[Any]]:
+    """The ground truth's rows of each view with the README's rule applied to them: top
+    `limit` channels (funnel steps reached + abandonments), providers and methods
+    (attempts), reasons (failures); the rest summed into `other`."""
+    views: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        views.setdefault((row["view"], row["start_ms"], row["end_ms"]), []).append(row)
+    out: dict[tuple[str, int], list[Any]] = {}
+    for (view, start, end), vrows in views.items():
+        funnel: dict[tuple[str, str, str], Counter[str]] = {}
+        payment: dict[tuple[str, str, str], Counter[str]] = {}
+        new_rows = []
+        for r in vrows:
+            if r["kind"] != "payment" and r["device"] == ALL:
+                new_rows.append(r)  # the total over every group: no label to fold
+            elif r["kind"] == "dropoff":
+                c = funnel.setdefault((r["device"], r["channel"], r["user_type"]), Counter())
+                c["step:" + r["from_step"]] = r["from_count"]
+                c["step:" + r["to_step"]] = r["to_count"]
+            elif r["kind"] == "conversion":
+                c = funnel.setdefault((r["device"], r["channel"], r["user_type"]), Counter())
+                c.update({"abandoned:" + s: n for s, n in r["abandoned"].items()})
+            elif r["user_type"] != ALL:
+                c = payment.setdefault((r["provider"], r["method"], r["user_type"]), Counter())
+                c.update({"attempts": r["attempts"], "failures": r["failures"]})
+                c.update({"reason:" + s: n for s, n in r["failures_by_reason"].items()})
+        channels: Counter[str] = Counter()
+        for (_d, channel, _u), c in funnel.items():
+            channels[channel] += sum(c.values())
+        providers: Counter[str] = Counter()
+        methods: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        for (provider, method, _u), c in payment.items():
+            providers[provider] += c["attempts"]
+            methods[method] += c["attempts"]
+            reasons.update({n[7:]: v for n, v in c.items() if n.startswith("reason:")})
+        keep_c, keep_p = top(channels, limit), top(providers, limit)
+        keep_m, keep_r = top(methods, limit), top(reasons, limit)
+        groups: dict[tuple[str, str, str], Counter[str]] = {}
+        for (device, channel, user), c in funnel.items():
+            g = (device, channel if channel in keep_c else "other", user)
+            groups.setdefault(g, Counter()).update(c)
+        for g, c in groups.items():
+            new_rows.extend(truth_funnel_rows(view, start, end, g, c))
+        pays: dict[tuple[str, str, str], Counter[str]] = {}
+        for (provider, method, user), c in payment.items():
+            pm = (
+                provider if provider in keep_p else "other",
+                method if method in keep_m else "other",
+            )
+            f: Counter[str] = Counter()
+            for n, v in c.items():
+                f[n if not n.startswith("reason:") or n[7:] in keep_r else "reason:other"] += v
+            pays.setdefault((*pm, user), Counter()).update(f)
+            pays.setdefault((*pm, ALL), Counter()).update(f)
+        for g, c in pays.items():
+            new_rows.append(truth_payment_row(view, start, end, g, c))
+        new_rows.sort(key=truth_row_sort_key)
+        out[(view, end)] = new_rows
+    return out
+
+
+LIMITED = 3
+
+
+def label_run(
+    settings: Settings, records: list[RawRecord], partitions: int, batch: int, through: int
+) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    stage = CheckoutStage(settings, "t", partitions, live=False)
+    outs = [
+        stage.process(records[i : i + batch], now_ms=NOW) for i in range(0, len(records), batch)
+    ]
+    outs.append(stage.finish(through))
+    return results_table(merged(outs, settings)[0])
+
+
+@pytest.fixture(scope="module")
+def label_events() -> list[dict[str, Any]]:
+    return many_labels()
+
+
+def through_of(events: Sequence[dict[str, Any]]) -> int:
+    """A final watermark past every event and deadline: the same for every layout."""
+    last = max(parse_event_time_ms(e["occurred_at"]) for e in events)
+    return window_end(last, 60_000) + ABANDON_S * 1000
+
+
+@pytest.mark.parametrize(("partitions", "batch"), [(1, 500), (3, 250), (4, 37)])
+def test_label_limits_give_the_top_n_of_every_view_in_any_layout(
+    settings: Settings, label_events: list[dict[str, Any]], partitions: int, batch: int
+) -> None:
+    limited = settings.model_copy(update={"max_label_values": LIMITED})
+    through = through_of(label_events)
+    got = label_run(limited, placed(label_events, partitions), partitions, batch, through)
+    truth = checkout_truth(label_events, abandon_ms=ABANDON_S * 1000, closed_through_ms=through)
+    want = folded_truth(truth, LIMITED)
+    assert got.keys() == want.keys()
+    for slot, rows in want.items():
+        assert len(got[slot]) == len(rows), slot
+        for g, w in zip(got[slot], rows, strict=True):
+            assert_rows_equal(g, w)
+    # the data set exercises the fold: views with `other` providers, methods and reasons
+    pays = [r for rows in got.values() for r in rows if r["kind"] == "payment"]
+    assert {r["provider"] for r in pays} - {"other"} < set(PROVIDERS)
+    assert any(r["provider"] == "other" for r in pays)
+    assert any(r["method"] == "other" for r in pays)
+    assert any("other" in r["failures_by_reason"] for r in pays)
+    assert any(r["channel"] == "other" for rows in got.values() for r in rows if "channel" in r)
+
+
+def test_label_limits_are_the_same_after_a_split_and_a_restart(
+    settings: Settings, label_events: list[dict[str, Any]], checkpoint_store: Any
+) -> None:
+    limited = settings.model_copy(update={"max_label_values": LIMITED})
+    through = through_of(label_events)
+    records = placed(label_events, 3)
+    reference = label_run(limited, records, 3, 500, through)
+    # two workers: partition 2 alone
+    outs = []
+    for mine in ({0, 1}, {2}):
+        stage = CheckoutStage(limited, "t", 3, live=False)
+        part = [r for r in records if r.partition in mine]
+        outs += [stage.process(part, now_ms=NOW), stage.finish(through)]
+    assert results_table(merged(outs, limited)[0]) == reference
+    # a crash after 60 %, restored from its checkpoints, resumed from 40 % (repeats skipped)
+    first = CheckoutStage(limited, "t", 3, live=False)
+    first.persist = True
+    cut, resume = len(records) * 6 // 10, len(records) * 4 // 10
+    outs = [first.process(records[i : i + 97], now_ms=NOW) for i in range(0, cut, 97)]
+    checkpoint_store.keep(outs)
+    second = CheckoutStage(limited, "t", 3, live=False)
+    checkpoint_store.restore(second, range(3))
+    outs += [
+        second.process(records[i : i + 211], now_ms=NOW) for i in range(resume, len(records), 211)
+    ]
+    outs.append(second.finish(through))
+    assert results_table(merged(outs, limited)[0]) == reference

@@ -151,14 +151,27 @@ def test_partitions_split_over_workers_equal_one_worker(family: Family) -> None:
     assert rows_of(split, family) == rows_of(one, family)
 
 
+def outcomes(outputs: Sequence[StageOutput]) -> dict[str, int]:
+    """Every outcome over the run: accepted, duplicate, late, invalid and the rest."""
+    totals: dict[str, int] = {}
+    for out in outputs:
+        for outcome, n in out.counts.items():
+            totals[outcome] = totals.get(outcome, 0) + n
+    return {outcome: n for outcome, n in sorted(totals.items()) if n}
+
+
 def test_batching_changes_nothing(family: Family) -> None:
-    """Stage batches of 25 records instead of 500, and JSON arrays of 20 events a record."""
+    """The same events in records of 1, 7 and 20 events (three array groupings), in stage
+    batches of 500 or 25 records: the same outcome per event and the same windows."""
     single, _events = traffic(family.name, 3)
-    batched, _same = traffic(family.name, 3, per_record=20)
-    reference = rows_of(run(family, single, 3), family)
-    assert rows_of(run(family, single, 3, batch=25), family) == reference
-    assert rows_of(run(family, batched, 3), family) == reference
-    assert rows_of(run(family, batched, 3, batch=25), family) == reference
+    reference_outs = run(family, single, 3)
+    reference = rows_of(reference_outs, family)
+    assert outcomes(reference_outs)["duplicate"] > 0  # the copies are what grouping moves
+    for per_record, batch in ((1, 25), (7, 500), (20, 500), (20, 25)):
+        records, _same = traffic(family.name, 3, per_record=per_record)
+        outs = run(family, records, 3, batch=batch)
+        assert outcomes(outs) == outcomes(reference_outs), (per_record, batch)
+        assert rows_of(outs, family) == reference, (per_record, batch)
 
 
 @pytest.mark.parametrize("quiet", [0, 2])

@@ -1,9 +1,11 @@
 """Logistics stage + merge, no broker: SLA, staleness, delivery, restart, split, simulation."""
 
 import gc
+import random
 import tracemalloc
+import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytest
@@ -16,9 +18,12 @@ from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
 from expmon.sim.encoding import encode_records
 from expmon.sim.journeys import TrafficGenerator
+from expmon.sim.truth.logistics import delivery_row as truth_delivery_row
 from expmon.sim.truth.logistics import logistics_truth
+from expmon.sim.truth.logistics import sla_row as truth_sla_row
+from expmon.sim.truth.logistics import tracking_row as truth_tracking_row
 from schemas import codec
-from schemas.eventtime import format_ms
+from schemas.eventtime import format_ms, parse_event_time_ms
 from tests.unit.helpers import CheckpointStore
 
 T0 = 1_763_000_040_000  # a whole minute
@@ -308,22 +313,33 @@ def test_tracking_gauges_follow_staleness(settings: Settings) -> None:
     }
 
 
-def test_labels_are_bounded(settings: Settings) -> None:
-    stage = LogisticsStage(settings.model_copy(update={"max_label_values": 2}), "t", 1, False)
+def test_labels_are_decided_where_each_count_is_made(settings: Settings) -> None:
+    """max_label_values 1: a partition keeps 4 values per window and key space."""
+    small = settings.model_copy(update={"max_label_values": 1, "ship_sla_seconds": SLA_S})
+    stage = LogisticsStage(small, "t", 1, False)
     feed = Feed()
+    carriers = ["c1", "c2", "c3", "c4", "c5"]
     records = [
-        feed.record(f"o{i}", "delivered", T0 + i, carrier=c, warehouse=w)
-        for i, (c, w) in enumerate([("dhl", "a"), ("ups", "b"), ("fedex", "c")])
+        feed.record(f"o{i}", "delivered", T0 + i, carrier=c, warehouse=f"w{i}")
+        for i, c in enumerate(carriers)
     ]
+    # five orders placed in the first window, all breaching in a later one (ship_by)
+    records += [
+        feed.record(f"b{i}", "order_placed", T0 + 10 + i, carrier=c, warehouse="w")
+        for i, c in enumerate(reversed(carriers))
+    ]
+    records.append(feed.clock(SLA_S + 120))
     outs = [stage.process(records, now_ms=NOW), stage.finish()]
-    assert set(stage.shipments_total) == {
-        ("delivered", "dhl"),
-        ("delivered", "ups"),
-        ("delivered", "other"),
-    }
     partials = [m for out in outs for m in out.partials if m["kind"] == "partial"]
-    keys = {tuple(key) for m in partials for key, _counts in m["entries"]}
-    assert keys == {("delivery", "dhl"), ("delivery", "ups"), ("delivery", "other")}
+    keys = Counter((m["start"], tuple(key)) for m in partials for key, _counts in m["entries"])
+    delivery = {key[1] for (start, key) in keys if key[0] == "delivery"}
+    assert delivery == {"c1", "c2", "c3", "c4", "other"}
+    # a breach's carrier is the order's own value, labelled in the window of its ship_by
+    breach_window = T0 + SLA_S * 1000 - (T0 + SLA_S * 1000) % 60_000
+    sla = {key[2] for (start, key) in keys if key[0] == "sla" and start == breach_window}
+    assert sla == {"c5", "c4", "c3", "c2", "other"}
+    # the cumulative counters are process-wide: first come, max_label_values of them
+    assert {carrier for _status, carrier in stage.shipments_total} == {"c1", "other"}
 
 
 # ------------------------------------------------------------------ simulated traffic
@@ -540,3 +556,162 @@ def test_orders_that_never_finish_expire_after_their_last_event(
     # the clock's own order waits for the watermark to pass its event: one open order more
     assert stage.open_orders() == (1 if expired else 2)
     assert stage.expired_total == (1 if expired else 0)
+
+
+# ------------------------------------------------------------------ label limits
+
+CARRIERS = tuple(f"carrier-{i:02}" for i in range(12))
+WAREHOUSES = tuple(f"wh-{i}" for i in range(9))
+LIMITED = 3  # max_label_values: a stage keeps up to 12 per window and partition
+
+
+def skewed(choices: Sequence[str], seed: str) -> str:
+    """A value of `choices`, the first ones likelier, fixed by `seed`."""
+    rng = random.Random(zlib.crc32(seed.encode()))
+    return rng.choices(choices, weights=[2 ** (len(choices) - i) for i in range(len(choices))])[0]
+
+
+@pytest.fixture(scope="module")
+def label_events(traffic: tuple[list[RawRecord], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The simulated orders with 12 carriers and 9 warehouses; one order in ten changes
+    carrier on its way (a breach then counts under its latest event's carrier)."""
+    out = []
+    for original in {e["event_id"]: e for e in traffic[1][:9000]}.values():
+        event = dict(original)
+        order = event["order_id"]
+        switch = zlib.crc32(order.encode()) % 10 == 0 and event["status"] != "order_placed"
+        event["carrier"] = skewed(CARRIERS, order + ("switched" if switch else ""))
+        event["warehouse"] = skewed(WAREHOUSES, order + "w")
+        out.append(event)
+    return out
+
+
+def placed(events: Sequence[dict[str, Any]], partitions: int) -> list[RawRecord]:
+    offsets = [0] * partitions
+    records = []
+    for event in events:
+        key = event["order_id"]
+        p = partition_for(key, partitions)
+        records.append(RawRecord(p, offsets[p], key.encode(), codec.dumps(event)))
+        offsets[p] += 1
+    return records
+
+
+def top(weights: Counter[str], limit: int) -> set[str]:
+    return set(sorted(weights, key=lambda v: (-weights[v], v))[:limit])
+
+
+def folded_truth(rows: list[dict[str, Any]], limit: int) -> dict[RowKey, dict[str, Any]]:
+    """The ground truth's rows with the README's rule applied to each view: the top
+    `limit` carriers (orders decided + deliveries + orders gone stale, one set for every
+    row kind) and warehouses (orders decided); the rest summed into `other`."""
+    views: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        views.setdefault((row["view"], row["start_ms"], row["end_ms"]), []).append(row)
+    out: list[dict[str, Any]] = []
+    for (view, start, end), vrows in views.items():
+        carriers: Counter[str] = Counter()
+        warehouses: Counter[str] = Counter()
+        for r in vrows:
+            if r["kind"] == "sla" and r["carrier"] != "all":
+                carriers[r["carrier"]] += r["within"] + r["breach"]
+                warehouses[r["warehouse"]] += r["within"] + r["breach"]
+            elif r["kind"] == "delivery":
+                carriers[r["carrier"]] += r["delivered"] + r["failed"]
+            elif r["kind"] == "tracking":
+                carriers[r["carrier"]] += r["became_stale"]
+        keep_c, keep_w = top(carriers, limit), top(warehouses, limit)
+        sums: dict[tuple[str, str, str], Counter[str]] = {}
+        for r in vrows:
+            carrier = r["carrier"] if r["carrier"] in keep_c | {"all"} else "other"
+            warehouse = r.get("warehouse", "")
+            warehouse = warehouse if warehouse in keep_w | {""} else "other"
+            counts = {
+                k: v for k, v in r.items() if isinstance(v, int) and k not in {"start_ms", "end_ms"}
+            }
+            sums.setdefault((r["kind"], warehouse, carrier), Counter()).update(counts)
+        for (kind, warehouse, carrier), c in sums.items():
+            if kind == "sla":
+                out.append(
+                    truth_sla_row(view, start, end, warehouse, carrier, c["within"], c["breach"])
+                )
+            elif kind == "delivery":
+                out.append(truth_delivery_row(view, start, end, carrier, c))
+            else:
+                out.append(truth_tracking_row(view, start, end, carrier, c["became_stale"]))
+    return by_key(out)
+
+
+def label_run(
+    records: list[RawRecord], partitions: int, batch: int, through: int
+) -> dict[RowKey, dict[str, Any]]:
+    settings = SIM_SETTINGS.model_copy(update={"max_label_values": LIMITED})
+    stage = LogisticsStage(settings, "t", partitions, live=False)
+    outs = [
+        stage.process(records[i : i + batch], now_ms=NOW) for i in range(0, len(records), batch)
+    ]
+    outs.append(stage.finish(through))
+    merger = new_logistics_merger(settings)
+    return result_rows(merger.apply([m for out in outs for m in out.partials]).results)
+
+
+def through_of(events: Sequence[dict[str, Any]]) -> int:
+    """A final watermark past every event and deadline: the same for every layout."""
+    last = max(parse_event_time_ms(e["occurred_at"]) for e in events)
+    return last - last % 60_000 + 120_000
+
+
+@pytest.mark.parametrize(("partitions", "batch"), [(1, 500), (3, 250), (5, 41)])
+def test_label_limits_give_the_top_n_of_every_view_in_any_layout(
+    label_events: list[dict[str, Any]], partitions: int, batch: int
+) -> None:
+    through = through_of(label_events)
+    got = label_run(placed(label_events, partitions), partitions, batch, through)
+    truth = logistics_truth(
+        label_events,
+        through,
+        views=[("1m", 1), ("5m", 5), ("15m", 15), ("1h", 60)],
+        ship_sla_ms=48_000,
+        tracking_stale_ms=24_000,
+    )
+    want = folded_truth(truth.rows, LIMITED)
+    assert got.keys() == want.keys()
+    for key, row in want.items():
+        mine = {k: v for k, v in got[key].items() if k != "sample_event_ids"}
+        assert mine == pytest.approx(row, abs=1e-9), key
+    # the data set exercises the fold, for every row kind
+    for kind in ("sla", "delivery", "tracking"):
+        assert any(k[2] == kind and k[4] == "other" for k in got), kind
+    assert any(k[2] == "sla" and k[3] == "other" for k in got)
+
+
+def test_label_limits_are_the_same_after_a_split_and_a_restart(
+    label_events: list[dict[str, Any]],
+) -> None:
+    through = through_of(label_events)
+    records = placed(label_events, 3)
+    reference = label_run(records, 3, 500, through)
+    settings = SIM_SETTINGS.model_copy(update={"max_label_values": LIMITED})
+    outs = []
+    for mine in ({0, 1}, {2}):  # two workers: partition 2 alone
+        stage = LogisticsStage(settings, "t", 3, live=False)
+        part = [r for r in records if r.partition in mine]
+        outs += [stage.process(part, now_ms=NOW), stage.finish(through)]
+    merger = new_logistics_merger(settings)
+    assert result_rows(merger.apply([m for o in outs for m in o.partials]).results) == reference
+    # a crash after 60 %, restored from its checkpoints, resumed from 40 % (repeats skipped)
+    first = LogisticsStage(settings, "t", 3, live=False)
+    first.persist = True
+    store = CheckpointStore()
+    cut, resume = len(records) * 6 // 10, len(records) * 4 // 10
+    outs = [first.process(records[i : i + 97], now_ms=NOW) for i in range(0, cut, 97)]
+    store.keep(outs)
+    assert first.open_orders() > 100  # the crash falls in the middle of lifecycles
+    second = LogisticsStage(settings, "t", 3, live=False)
+    store.restore(second, range(3))
+    outs += [
+        second.process(records[i : i + 211], now_ms=NOW) for i in range(resume, len(records), 211)
+    ]
+    outs.append(second.finish(through))
+    merger = new_logistics_merger(settings)
+    assert result_rows(merger.apply([m for o in outs for m in o.partials]).results) == reference

@@ -10,37 +10,8 @@ import pytest
 from schemas import codec
 from schemas.events import EventFamily
 from schemas.records import RecordDecoder, Rejected
-
-NOW_MS = 1_704_067_200_000
-
-
-def event(family: EventFamily, **over: Any) -> dict[str, Any]:
-    common: dict[str, Any] = {
-        "event_id": "e-1",
-        "occurred_at": NOW_MS - 1000,
-        "schema_version": 1,
-        "session_id": "s-1",
-        "device": "mobile",
-        "platform": "web",
-        "region": "eu-west",
-    }
-    per_family: dict[EventFamily, dict[str, Any]] = {
-        EventFamily.PAGE_LOAD: {"page": "/product/:id", "load_ms": 812.5},
-        EventFamily.CHECKOUT: {
-            "checkout_id": "c-1",
-            "step": "payment_failed",
-            "payment_provider": "adyen",
-            "payment_method": "card",
-            "failure_reason": "declined",
-        },
-        EventFamily.LOGISTICS: {
-            "order_id": "o-1",
-            "status": "shipped",
-            "carrier": "ups",
-            "warehouse": "ams-1",
-        },
-    }
-    return {**common, **per_family[family], **over}
+from tests.unit.helpers import NOW_MS
+from tests.unit.helpers import contract_event as event
 
 
 def decode(family: EventFamily, ev: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Rejected]]:

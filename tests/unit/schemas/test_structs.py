@@ -14,21 +14,11 @@ from schemas.contract_schema import PAGE_LOAD_SCHEMA_FILE, page_load_json_schema
 from schemas.events import CHANNELS, DEVICES, PLATFORMS, EventFamily
 from schemas.records import RecordDecoder, Rejected
 from schemas.structs import Channel, Device, PageLoadFastPath, Platform
+from tests.unit.helpers import NOW_MS, contract_event
 
-NOW_MS = 1_704_067_200_000
 MAX_FUTURE_MS = 86_400_000
 
-BASE: dict[str, Any] = {
-    "event_id": "e-1",
-    "occurred_at": NOW_MS - 1000,
-    "schema_version": 1,
-    "session_id": "s-1",
-    "device": "mobile",
-    "platform": "web",
-    "region": "eu-west",
-    "page": "/product/:id",
-    "load_ms": 812.5,
-}
+BASE: dict[str, Any] = contract_event(EventFamily.PAGE_LOAD)
 
 
 def ev(**over: Any) -> dict[str, Any]:
