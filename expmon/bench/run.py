@@ -782,6 +782,7 @@ class Runner:
             python, "-m", f"expmon.bench.peers.{module}",
             "--bootstrap", self.settings.kafka_bootstrap, "--topic", dataset.topic,
             "--group", group, "--port", str(port), "--partitions", str(partitions),
+            "--events-per-record", str(dataset.events_per_record),
             "--state-dir", str(self.workdir / f"{module}-{dataset.name}"),
             "--log-level", self.log_level,
         ]  # fmt: skip
