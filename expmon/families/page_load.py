@@ -214,6 +214,11 @@ def with_region_totals(
 
 # Seconds; the contract's thresholds (0.8, 1.8, 2.5, 3, 4, 5 s) are edges so that
 # Prometheus can count "over 3 s" exactly from buckets.
+def landing(event: Event) -> list[str]:
+    """A session's landing key as its page view gave it (raw: labelled where it counts)."""
+    return [event["page"], event["device"], event["region"]]
+
+
 LOAD_BUCKETS_SECONDS = (
     0.1,
     0.25,
@@ -310,15 +315,15 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
             load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
         )
         self.histogram.observe(self.histogram_pages(event["page"]), device, load_ms)
-        self._track_session(windows, event["session_id"], event_ms, key)
+        self._track_session(windows, event, event_ms)
 
     def _track_session(
         self,
         windows: PartitionWindows[PageLoadAccumulator],
-        session_id: str,
+        event: Event,
         event_ms: int,
-        key: tuple[str, str, str],
     ) -> None:
+        session_id: str = event["session_id"]
         table = self.entities[windows.partition]
         session = table.items.get(session_id)
         due = None if session is None else session[DUE]
@@ -328,14 +333,14 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
             self.on_timer(windows, session_id, session, due)
             session = None
         if session is None:
-            session = {"land": list(key), "first": event_ms, "last": event_ms, "views": 1}
+            session = {"land": landing(event), "first": event_ms, "last": event_ms, "views": 1}
             session[DUE] = event_ms + self.bounce_ms
             table.put(session_id, session)
             return
         session["views"] += 1
         if event_ms < session["first"]:  # an earlier view arrived late: it landed there
             session["first"] = event_ms
-            session["land"] = list(key)
+            session["land"] = landing(event)
         if event_ms > session["last"]:
             session["last"] = event_ms
             session[DUE] = event_ms + self.bounce_ms
@@ -348,7 +353,15 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         entity: Entity,
         deadline: int,
     ) -> None:
-        acc = windows.accumulator(deadline, tuple(entity["land"]))
+        # The landing page's raw values, labelled in the window the session end goes into
+        # (a session that started before this version keeps its labelled ones).
+        page, device, region = entity["land"]
+        key = (
+            windows.label(deadline, 0, page, self.page_cap),
+            device,
+            windows.label(deadline, 2, region, self.region_cap),
+        )
+        acc = windows.accumulator(deadline, key)
         acc.sessions += 1
         if entity["views"] == 1:
             acc.bounces += 1

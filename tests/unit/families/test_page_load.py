@@ -2,6 +2,7 @@
 
 import dataclasses
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from expmon.families.page_load import (
     new_page_load_merger,
     summarize,
 )
+from expmon.kafka.partition import partition_for
 from expmon.settings import Settings
+from expmon.sim.truth.page_load import page_load_truth
 from schemas import codec
 from tests.unit.helpers import CheckpointStore
 
@@ -368,6 +371,83 @@ def test_label_limits_are_the_same_across_workers_restarts_and_batching(
     checkpoint_store.restore(second, range(3))
     outs += run(second, [records[i : i + 211] for i in range(resume, len(records), 211)])
     assert labelled_rows(outs, limited) == reference
+
+
+def top(weights: Counter[str], limit: int) -> set[str]:
+    return set(sorted(weights, key=lambda v: (-weights[v], v))[:limit])
+
+
+def folded_truth(rows: list[dict[str, Any]], pages: int, regions: int) -> dict[Any, Any]:
+    """(view, end, page, device, region) -> (loads, slow loads) of the ground truth with
+    the README's rule applied per view: top pages and regions by loads, ties by name."""
+    views: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        views.setdefault((row["view"], row["end_ms"]), []).append(row)
+    out: dict[Any, list[int]] = {}
+    for (view, end), vrows in views.items():
+        by_page: Counter[str] = Counter()
+        by_region: Counter[str] = Counter()
+        for r in vrows:
+            if r["region"] != "all":
+                by_page[r["page"]] += r["count"]
+                by_region[r["region"]] += r["count"]
+        keep_p, keep_r = top(by_page, pages), top(by_region, regions) | {"all"}
+        for r in vrows:
+            page = r["page"] if r["page"] in keep_p else "other"
+            region = r["region"] if r["region"] in keep_r else "other"
+            figures = out.setdefault((view, end, page, r["device"], region), [0, 0])
+            figures[0] += r["count"]
+            figures[1] += round(r["slow_ratio"] * r["count"])
+    return {key: tuple(v) for key, v in out.items()}
+
+
+def stage_figures(results: list[ViewResult]) -> dict[Any, Any]:
+    return {
+        (res.view, res.end_ms, r["page"], r["device"], r["region"]): (
+            r["count"],
+            round(r["slow_ratio"] * r["count"]),
+        )
+        for res in results
+        for r in res.rows
+        if "kind" not in r
+    }
+
+
+@pytest.mark.parametrize(("partitions", "batch"), [(1, 1000), (3, 333), (5, 51)])
+def test_label_limits_give_the_top_n_of_every_view_in_any_layout(
+    settings: Settings, partitions: int, batch: int
+) -> None:
+    """15 pages and 3 regions, 5 and 2 shown: under the stage's caps (20 and 8), so every
+    layout gives the ground truth's top N per view. No session ends before the last
+    window (bounce after 11 days): the weights are the loads the truth counts."""
+    limited = settings.model_copy(
+        update={"max_pages": 5, "max_regions": 2, "bounce_seconds": 10**6}
+    )
+    rng = random.Random(8)
+    events = [
+        event(
+            i, T0 + i * 40 + rng.randint(-2000, 2000), rng.lognormvariate(7.6, 0.6),
+            f"/p/{min(int(rng.paretovariate(0.6)), 15)}", region=rng.choice(("r1", "r2", "r3")),
+            session_id=f"s{i % 97}",
+        )
+        for i in range(9000)
+    ]  # fmt: skip
+    offsets = [0] * partitions
+    records = []
+    for ev in events:
+        p = partition_for(ev["session_id"], partitions)
+        records.append(RawRecord(p, offsets[p], ev["session_id"].encode(), codec.dumps(ev)))
+        offsets[p] += 1
+    stage = PageLoadStage(limited, "t", partitions, live=False)
+    outs = [stage.process(records[i : i + batch], now_ms=T0) for i in range(0, len(records), batch)]
+    last = max(ev["occurred_at"] for ev in events)
+    outs.append(stage.finish(last - last % 60_000 + 60_000))
+    merger = new_page_load_merger(limited)
+    got = stage_figures(merger.apply([m for o in outs for m in o.partials]).results)
+    assert merger.final_through is not None
+    truth = [r for r in page_load_truth(events) if r["end_ms"] <= merger.final_through]
+    assert got == folded_truth(truth, 5, 2)
+    assert {key[2] for key in got} > {"other"} and "other" in {key[4] for key in got}
 
 
 def test_a_client_clock_far_ahead_is_clock_skew_and_changes_nothing_else(
