@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 PYPROJECT_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
-.PHONY: install system-deps venv kafka-jars web-deps snippet lint unit integration test demo bench
+.PHONY: install system-deps venv kafka-jars web-deps snippet lint unit integration test demo bench bench-deps
 
 install: system-deps venv kafka-jars web-deps
 
@@ -62,5 +62,25 @@ test: install lint
 demo: install
 	$(BIN)/expmon demo
 
-bench: install
+# The bench's peers: the `bench` extra (confluent-kafka, Bytewax) in the project's venv, and
+# Quix Streams in a venv of its own (its pins exclude the project's pydantic).
+QUIX_VENV := .venv-quix
+QUIX_REQUIREMENTS := expmon/bench/peers/quix-requirements.txt
+BENCH_STAMP := $(VENV)/.bench-$(PYPROJECT_HASH)
+QUIX_STAMP := $(QUIX_VENV)/.installed-$(shell sha256sum $(QUIX_REQUIREMENTS) | cut -c1-16)
+
+bench-deps: $(BENCH_STAMP) $(QUIX_STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	rm -f $(VENV)/.bench-*
+	touch $@
+
+$(QUIX_STAMP): $(QUIX_REQUIREMENTS)
+	test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/python -m pip install -q --disable-pip-version-check -r $(QUIX_REQUIREMENTS)
+	rm -f $(QUIX_VENV)/.installed-*
+	touch $@
+
+bench: install bench-deps
 	$(BIN)/expmon bench

@@ -6,12 +6,21 @@ single-event records and batch records (100 events, a JSON array). Then, per dat
 
 * bare aiokafka+orjson ceiling: a consumer that only decodes (`expmon.bench.baseline`,
   `--mode bare`), timed by itself from its first record, best of 3 passes;
+* bare confluent-kafka+orjson ceiling: the same with librdkafka's prefetch tuned
+  (`--mode confluent`);
 * expmon pipeline: the real `expmon worker` as a subprocess, `expmon_events_total` polled
   from its /metrics (`name[]` filter; 0.1 s near the start and the end, 1 s in between);
   throughput = events from the first nonzero `expmon_events_total` to the total, over
   the time between (start-up, topic creation and rebalance are excluded);
+* expmon pipeline, 2 processes: `expmon worker --processes 2`, both children's counts
+  summed;
 * plain faust agent: `expmon.bench.baseline` (faust mode), the same per-record work one
-  event at a time, timed like the worker.
+  event at a time, timed like the worker;
+* Bytewax and Quix Streams: the same windowed job on those frameworks
+  (`expmon.bench.peers`), timed like the worker.
+
+A scenario whose package is not installed (the `bench` extra, `make bench`) is skipped
+with one note.
 
 A watched scenario that does not finish within `timeout_s` fails; one still running
 `measure_s` after its first event is stopped and measured over what it did ("capped").
@@ -23,11 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
+import importlib.util
 import logging
 import math
 import os
 import platform
 import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +61,24 @@ from rich.table import Table
 
 from expmon.bench.alert_latency import measure_alert_latency
 from expmon.bench.exposition import CONCURRENT_SCRAPES, measure_exposition
+from expmon.bench.markdown import markdown_report
+from expmon.bench.scenarios import (
+    BARE,
+    BATCH,
+    BYTEWAX,
+    CONFLUENT,
+    FAUST,
+    PIPELINE,
+    PIPELINE_2,
+    PIPELINE_PROCESSES,
+    QUIX,
+    REFERENCE_COLUMNS,
+    REFERENCES,
+    REPLAY_FILE,
+    REPLAY_KAFKA,
+    SCENARIOS,
+    SINGLE,
+)
 from expmon.bench.statemem import measure_state_memory
 from expmon.errors import ExpmonError
 from expmon.kafka.admin import TopicSpec, ensure_topics
@@ -74,15 +104,6 @@ from schemas.events import Event
 
 log = logging.getLogger(__name__)
 
-BARE = "bare aiokafka+orjson"
-PIPELINE = "expmon pipeline"
-FAUST = "plain faust agent"
-REPLAY_KAFKA = "expmon replay (Kafka)"
-REPLAY_FILE = "expmon replay (file)"
-SCENARIOS = (BARE, PIPELINE, FAUST, REPLAY_KAFKA, REPLAY_FILE)
-
-SINGLE = "single"
-BATCH = "batch100"
 
 POLL_SECONDS = 0.1
 # The bench polls `expmon_events_total` alone (`/metrics?name[]=...`): the whole page
@@ -94,6 +115,9 @@ STOP_GRACE_SECONDS = 15.0
 DEFAULT_TIMEOUT_SECONDS = 180.0
 DEFAULT_MEASURE_SECONDS = 60.0
 LOG_TAIL_LINES = 25
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# `make bench` puts Quix Streams in a venv of its own (its pins exclude the project's)
+DEFAULT_QUIX_PYTHON = PROJECT_ROOT / ".venv-quix" / "bin" / "python"
 
 
 class BenchError(ExpmonError):
@@ -267,7 +291,8 @@ class ScenarioResult:
     measured_events: float = 0.0
     seconds: float = 0.0
     peak_rss_mb: float | None = None
-    ceiling_ratio: float | None = None
+    ceiling_ratio: float | None = None  # to the aiokafka ceiling (BARE), as before 0.6.0
+    ratios: dict[str, float] = field(default_factory=dict)  # to each of REFERENCES
     complete: bool = True
     error: str | None = None
     polls: int | None = None
@@ -293,12 +318,26 @@ class ScenarioResult:
 
 
 def fill_ratios(results: Sequence[ScenarioResult]) -> None:
-    """Set each result's events/s ratio to the bare ceiling of the same dataset."""
-    ceilings = {r.dataset: r.events_per_s for r in results if r.scenario == BARE}
+    """Set each result's events/s ratio to each reference (ceilings and peers) of the same
+    dataset that has a figure; `ceiling_ratio` is the one to the aiokafka ceiling."""
+    references = {
+        (r.scenario, r.dataset): r.events_per_s for r in results if r.scenario in REFERENCES
+    }
     for result in results:
-        ceiling = ceilings.get(result.dataset)
         eps = result.events_per_s
-        result.ceiling_ratio = eps / ceiling if eps is not None and ceiling else None
+        result.ratios = {}
+        for reference in REFERENCES:
+            base = references.get((reference, result.dataset))
+            if eps is not None and base and reference != result.scenario:
+                result.ratios[reference] = eps / base
+        result.ceiling_ratio = reference_ratio(result, BARE)
+
+
+def reference_ratio(result: ScenarioResult, reference: str) -> float | None:
+    """The result's ratio to `reference` (1.0 to itself when it has a figure)."""
+    if result.scenario == reference:
+        return None if result.events_per_s is None else 1.0
+    return result.ratios.get(reference)
 
 
 def measure(samples: Sequence[tuple[float, float]], total: float) -> tuple[float, float, bool]:
@@ -366,6 +405,10 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def table_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
     rows = []
     for r in results:
@@ -382,14 +425,17 @@ def table_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
                 _fmt(r.events_per_s, ",.0f"),
                 _fmt(r.records_per_s, ",.0f"),
                 _fmt(r.peak_rss_mb, ".0f"),
-                "-" if r.ceiling_ratio is None else f"{r.ceiling_ratio:.2f}x",
+                *(_ratio(reference_ratio(r, ref)) for ref in REFERENCES),
                 measured,
             ]
         )
     return rows
 
 
-COLUMNS = ("scenario", "dataset", "events/s", "records/s", "peak RSS MB", "vs ceiling", "measured")
+COLUMNS = (
+    "scenario", "dataset", "events/s", "records/s", "peak RSS MB",
+    *(REFERENCE_COLUMNS[ref] for ref in REFERENCES), "measured",
+)  # fmt: skip
 
 
 def render(console: Console, report: dict[str, Any], results: Sequence[ScenarioResult]) -> None:
@@ -401,17 +447,24 @@ def render(console: Console, report: dict[str, Any], results: Sequence[ScenarioR
         ),
         caption=(
             f"{m['cores']} cores, {m['ram_gb']} GB RAM, {m['cpu']}; "
-            f"Python {m['python']}, Kafka {m['kafka']}"
+            f"Python {m['python']}, Kafka {m['kafka']}; {report.get('date', '')}, "
+            f"load average {report.get('load_average')}; peers: "
+            + ", ".join(f"{k} {v}" for k, v in report.get("peers", {}).items())
         ),
     )
     for i, name in enumerate(COLUMNS):
-        table.add_column(name, justify="right" if 2 <= i <= 5 else "left")
+        table.add_column(name, justify="right" if 2 <= i < len(COLUMNS) - 1 else "left")
     for row in table_rows(results):
         table.add_row(*row)
     if results:
         console.print(table)
         for note in report["notes"]:
             console.print(f"- {note}", highlight=False)
+    for skip in report.get("skipped", ()):
+        console.print(
+            f"skipped {skip['scenario']}: {skip['reason']} (`make bench` installs the peers)",
+            highlight=False,
+        )
     memory = report.get("state_memory")
     if memory:
         console.print(
@@ -495,6 +548,37 @@ def _scrape(port: int, topic: str, only_events: bool = True) -> tuple[float, int
         return None
 
 
+def _scrape_count(ports: Sequence[int], topic: str) -> float | None:
+    """Events counted over every port that answers; None if none does."""
+    counts = [scraped[0] for scraped in (_scrape(p, topic) for p in ports) if scraped]
+    return sum(counts) if counts else None
+
+
+def _child_pids(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def free_ports(n: int, attempts: int = 50) -> list[int]:
+    """`n` consecutive free ports (`expmon worker --processes` serves on base + i)."""
+    for _ in range(attempts):
+        base = free_port()
+        if all(_port_is_free(base + i) for i in range(1, n)):
+            return [base + i for i in range(n)]
+    raise BenchError(f"found no {n} consecutive free ports")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class Runner:
     """What every scenario run needs: settings, scratch space, limits, progress."""
@@ -506,6 +590,7 @@ class Runner:
     timeout_s: float = DEFAULT_TIMEOUT_SECONDS
     measure_s: float = DEFAULT_MEASURE_SECONDS
     log_level: str = "WARNING"
+    quix_python: Path = field(default_factory=lambda: DEFAULT_QUIX_PYTHON)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -514,16 +599,18 @@ class Runner:
         env.update(extra)
         return env
 
-    def bare(self, dataset: Dataset, partitions: int) -> ScenarioResult:
-        result = ScenarioResult(BARE, dataset.name, dataset.events_per_record)
-        logfile = self.workdir / f"bare-{dataset.name}.log"
+    def ceiling(self, dataset: Dataset, partitions: int, scenario: str = BARE) -> ScenarioResult:
+        """A decode-only consumer (aiokafka, or confluent-kafka for CONFLUENT), timed by itself."""
+        result = ScenarioResult(scenario, dataset.name, dataset.events_per_record)
+        mode = "confluent" if scenario == CONFLUENT else "bare"
+        logfile = self.workdir / f"{mode}-{dataset.name}.log"
         cmd = [
-            sys.executable, "-m", "expmon.bench.baseline", "--mode", "bare",
+            sys.executable, "-m", "expmon.bench.baseline", "--mode", mode,
             "--bootstrap", self.settings.kafka_bootstrap, "--topic", dataset.topic,
             "--events", str(dataset.events), "--timeout", str(self.timeout_s),
-            "--log-level", self.log_level,
+            "--partitions", str(partitions), "--log-level", self.log_level,
         ]  # fmt: skip
-        task = self.progress.add_task(f"{BARE} / {dataset.name}", total=None)
+        task = self.progress.add_task(f"{scenario} / {dataset.name}", total=None)
         try:
             with logfile.open("wb") as err:
                 done = subprocess.run(
@@ -544,9 +631,18 @@ class Runner:
         return result
 
     def watched(
-        self, scenario: str, dataset: Dataset, cmd: list[str], env: dict[str, str], port: int
+        self,
+        scenario: str,
+        dataset: Dataset,
+        cmd: list[str],
+        env: dict[str, str],
+        port: int,
+        ports: Sequence[int] = (),
     ) -> ScenarioResult:
-        """Run `cmd`, poll its /metrics until the dataset is through, then stop it."""
+        """Run `cmd`, poll its /metrics until the dataset is through, then stop it.
+
+        `ports`: a supervisor's children's /metrics (their counts summed), else `port`."""
+        ports = tuple(ports) or (port,)
         result = ScenarioResult(scenario, dataset.name, dataset.events_per_record)
         logfile = self.workdir / f"{scenario.replace(' ', '-')}-{dataset.name}.log"
         total = float(dataset.events)
@@ -565,9 +661,8 @@ class Runner:
                         f" ({samples[-1][1] if samples else 0:.0f}/{total:.0f} events)"
                         f"\n{_tail(logfile)}"
                     )
-                scraped = _scrape(port, dataset.topic)
-                if scraped is not None:
-                    count = scraped[0]
+                count = _scrape_count(ports, dataset.topic)
+                if count is not None:
                     samples.append((time.perf_counter(), count))
                     self.progress.update(task, completed=count)
                     if count > 0 and first_at is None:
@@ -592,7 +687,9 @@ class Runner:
                     )
                 interval = next_poll_interval(samples, total)
                 time.sleep(max(0.0, interval - (time.monotonic() - tick)))
-            rss_kb = read_vm_hwm_kb(proc.pid)
+            # per process: a supervisor's largest child (the supervisor itself is small)
+            rss = [read_vm_hwm_kb(pid) for pid in (_child_pids(proc.pid) or [proc.pid])]
+            rss_kb = max((kb for kb in rss if kb is not None), default=None)
             result.peak_rss_mb = rss_kb / 1024 if rss_kb is not None else None
             self._measure_full_page(result, port, dataset.topic)
         finally:
@@ -615,10 +712,26 @@ class Runner:
             result.scrape_kb = round(max(n for _, n, _ in pages) / 1024, 1)
             result.scrape_ms = round(1000 * sorted(t for _, _, t in pages)[len(pages) // 2], 1)
 
-    def pipeline(self, dataset: Dataset) -> ScenarioResult:
+    def run(self, scenario: str, dataset: Dataset, partitions: int) -> ScenarioResult:
+        if scenario in (BARE, CONFLUENT):
+            return self.ceiling(dataset, partitions, scenario)
+        if scenario == PIPELINE:
+            return self.pipeline(dataset)
+        if scenario == PIPELINE_2:
+            return self.pipeline(dataset, processes=PIPELINE_PROCESSES)
+        if scenario in (REPLAY_KAFKA, REPLAY_FILE):
+            return self.replay(dataset, from_file=scenario == REPLAY_FILE)
+        if scenario in (BYTEWAX, QUIX):
+            return self.peer(scenario, dataset, partitions)
+        return self.faust(dataset, partitions)
+
+    def pipeline(self, dataset: Dataset, processes: int = 1) -> ScenarioResult:
         app_id = f"expmon-bench-{self.run_id}-{dataset.name}"
-        port = free_port()
-        state_dir = self.workdir / f"state-{dataset.name}"
+        if processes > 1:
+            app_id += f"-p{processes}"
+        ports = free_ports(processes)
+        port = ports[0]
+        state_dir = self.workdir / f"state-{dataset.name}-p{processes}"
         env = self.env(
             EXPMON_APP_ID=app_id,
             EXPMON_TOPIC_PAGE_LOADS=dataset.topic,
@@ -632,7 +745,30 @@ class Runner:
             },
         )  # fmt: skip
         cmd = [sys.executable, "-m", "expmon.cli", "--log-level", self.log_level, "worker"]
-        return self.watched(PIPELINE, dataset, cmd, env, port)
+        if processes == 1:
+            return self.watched(PIPELINE, dataset, cmd, env, port)
+        cmd += ["--processes", str(processes)]
+        return self.watched(PIPELINE_2, dataset, cmd, env, port, ports=ports)
+
+    def peer(self, scenario: str, dataset: Dataset, partitions: int) -> ScenarioResult:
+        """The same windowed job on Bytewax or Quix Streams (`expmon.bench.peers`)."""
+        port = free_port()
+        group = f"expmon-bench-{self.run_id}-{scenario.split(maxsplit=1)[0].lower()}-{dataset.name}"
+        module, python = (
+            ("bytewax_job", sys.executable) if scenario == BYTEWAX
+            else ("quix_job", str(self.quix_python))
+        )  # fmt: skip
+        cmd = [
+            python, "-m", f"expmon.bench.peers.{module}",
+            "--bootstrap", self.settings.kafka_bootstrap, "--topic", dataset.topic,
+            "--group", group, "--port", str(port), "--partitions", str(partitions),
+            "--state-dir", str(self.workdir / f"{module}-{dataset.name}"),
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        # the Quix venv has not this project installed: it imports it from the source tree
+        paths = (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", ""))
+        env = self.env(PYTHONPATH=os.pathsep.join(p for p in paths if p))
+        return self.watched(scenario, dataset, cmd, env, port)
 
     def faust(self, dataset: Dataset, partitions: int) -> ScenarioResult:
         app_id = f"expmon-bench-{self.run_id}-faust-{dataset.name}"
@@ -690,6 +826,43 @@ class Runner:
             raise BenchError(f"exited with {done.returncode}\n{_tail(logfile)}")
 
 
+def missing_package(scenario: str, quix_python: Path) -> str | None:
+    """Why `scenario` cannot run here (a peer's package not installed), or None."""
+    needs = {CONFLUENT: ("confluent_kafka",), BYTEWAX: ("bytewax", "confluent_kafka")}
+    for module in needs.get(scenario, ()):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed in {sys.prefix}"
+    if scenario == QUIX:
+        if not quix_python.exists():
+            return f"no Quix Streams venv at {quix_python}"
+        probe = subprocess.run(
+            [str(quix_python), "-c", "import quixstreams, msgspec, prometheus_client"],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        if probe.returncode != 0:
+            return f"{quix_python} cannot import quixstreams"
+    return None
+
+
+QUIX_VERSION_PROBE = "import importlib.metadata as m; print(m.version('quixstreams'))"
+
+
+def peer_versions(quix_python: Path) -> dict[str, str]:
+    """Installed versions of the peers' packages (the Quix one from its own venv)."""
+    versions = {}
+    for name in ("confluent-kafka", "bytewax"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        probe = subprocess.run(
+            [str(quix_python), "-c", QUIX_VERSION_PROBE],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if probe.returncode == 0:
+            versions["quixstreams"] = probe.stdout.strip()
+    return versions
+
+
 def _delete_topics(settings: Settings, run_id: str) -> None:
     """Best effort: drop every topic this run created on a broker that outlives it."""
     try:
@@ -726,6 +899,8 @@ def run_bench(
     throughput: bool = True,
     alert_latency: bool = True,
     latency_samples: int = 20,
+    quix_python: Path = DEFAULT_QUIX_PYTHON,
+    markdown: bool = False,
 ) -> int:
     """Run every scenario on both datasets and the alert latency, print the tables;
     0 if all succeeded, else 1."""
@@ -746,6 +921,10 @@ def run_bench(
     stderr = Console(stderr=True)
     if not throughput:
         scenarios = ()
+    skipped = {s: why for s in scenarios if (why := missing_package(s, quix_python))}
+    for scenario, why in skipped.items():
+        log.warning("skipping %s: %s (`make bench` installs the peers)", scenario, why)
+    scenarios = [s for s in scenarios if s not in skipped]
     try:
         with (
             tempfile.TemporaryDirectory(prefix="expmon-bench-") as tmp,
@@ -761,6 +940,7 @@ def run_bench(
             runner = Runner(
                 settings, Path(tmp), run_id, progress, timeout_s, measure_s,
                 log_level="WARNING" if log_level == "INFO" else log_level,
+                quix_python=quix_python,
             )  # fmt: skip
             datasets = (
                 ()
@@ -780,14 +960,7 @@ def run_bench(
                 for dataset in datasets:
                     log.info("scenario %s on %s", scenario, dataset.name)
                     try:
-                        if scenario == BARE:
-                            result = runner.bare(dataset, partitions)
-                        elif scenario == PIPELINE:
-                            result = runner.pipeline(dataset)
-                        elif scenario in (REPLAY_KAFKA, REPLAY_FILE):
-                            result = runner.replay(dataset, from_file=scenario == REPLAY_FILE)
-                        else:
-                            result = runner.faust(dataset, partitions)
+                        result = runner.run(scenario, dataset, partitions)
                     except (BenchError, OSError, ValueError, KeyError) as exc:
                         log.error("scenario %s on %s failed: %s", scenario, dataset.name, exc)
                         result = ScenarioResult(
@@ -824,7 +997,11 @@ def run_bench(
         "batch_size": batch_size,
         "partitions": partitions,
         "machine": machine_info(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average": _load_average(),
+        "peers": peer_versions(quix_python),
         "notes": list(NOTES),
+        "skipped": [{"scenario": s, "reason": why} for s, why in skipped.items()],
         "total_seconds": round(time.monotonic() - began, 1),
         "results": [r.to_dict() for r in results],
         "state_memory": state_memory,
@@ -833,11 +1010,20 @@ def run_bench(
     }
     console = Console(width=None if sys.stdout.isatty() else 140)
     render(console, report, results)
+    if markdown:
+        sys.stdout.write(markdown_report(report))
     if output:
         Path(output).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         log.info("results written to %s", output)
     failed = any(r.error is not None for r in results) or latency_error is not None
     return 1 if failed else 0
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _prepare(
@@ -884,8 +1070,15 @@ def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
 
 __all__ = [
     "BARE",
+    "BATCH",
+    "BYTEWAX",
+    "CONFLUENT",
     "FAUST",
     "PIPELINE",
+    "PIPELINE_2",
+    "QUIX",
+    "SCENARIOS",
+    "SINGLE",
     "ScenarioResult",
     "build_datasets",
     "fill_ratios",

@@ -4,7 +4,8 @@ Three client libraries talk to Kafka and each wants the same connection in its o
 - kafka-python (admin, offsets, replay/record tools): a CA file path (`ssl_cafile`);
 - aiokafka (the simulator, the bench, replay's reader): an `ssl.SSLContext`, and no
   `ssl_cafile` keyword at all;
-- faust (the worker): broker URLs and a credentials object.
+- faust (the worker): broker URLs and a credentials object;
+- librdkafka (confluent-kafka, in the bench's ceiling and peers): dotted config names.
 
 The returned mappings hold the SASL password: pass them to a client, never log them.
 """
@@ -99,6 +100,24 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     if context is not None:
         kwargs["ssl_context"] = context
     return kwargs
+
+
+def librdkafka_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's configuration (confluent-kafka's Consumer and Producer, Bytewax)."""
+    check(settings)
+    protocol = settings.kafka_security_protocol
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": protocol,
+    }
+    if protocol in SASL_PROTOCOLS:
+        password = settings.kafka_sasl_password
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = password.get_secret_value() if password is not None else None
+    if protocol in SSL_PROTOCOLS and settings.kafka_ssl_cafile:
+        config["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    return config
 
 
 def faust_brokers(settings: Settings) -> list[str]:

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from expmon.bench.run import (
     BARE,
     BATCH,
+    BYTEWAX,
+    COLUMNS,
+    CONFLUENT,
     FAUST,
     PIPELINE,
     POLL_SECONDS,
     POLL_SLOW_SECONDS,
+    QUIX,
     SINGLE,
     ScenarioResult,
     build_datasets,
     fill_ratios,
+    free_ports,
     generate_events,
     machine_info,
     measure,
+    missing_package,
     next_poll_interval,
     parse_events_total,
+    reference_ratio,
     table_rows,
 )
 from expmon.memory import parse_vm_hwm_kb, read_vm_hwm_kb
@@ -181,12 +190,61 @@ def test_table_rows() -> None:
     results[1].complete = False
     fill_ratios(results)
     rows = table_rows(results)
-    assert rows[0] == [BARE, SINGLE, "250,000", "250,000", "-", "1.00x", "250,000 ev in 1.00 s"]
-    assert rows[1] == [
-        PIPELINE, SINGLE, "5,000", "5,000", "151", "0.02x", "10,000 ev in 2.00 s (capped)",
+    # columns: vs aiokafka, vs confluent, vs Bytewax, vs Quix (no figure: "-")
+    assert rows[0] == [
+        BARE, SINGLE, "250,000", "250,000", "-", "1.00x", "-", "-", "-", "250,000 ev in 1.00 s",
     ]  # fmt: skip
-    assert rows[2][2:6] == ["-", "-", "-", "-"]
-    assert rows[2][6] == "FAILED: exited with 1"
+    assert rows[1] == [
+        PIPELINE, SINGLE, "5,000", "5,000", "151", "0.02x", "-", "-", "-",
+        "10,000 ev in 2.00 s (capped)",
+    ]  # fmt: skip
+    assert rows[2][2:9] == ["-"] * 7
+    assert rows[2][9] == "FAILED: exited with 1"
+    assert len(COLUMNS) == len(rows[0])
+
+
+def test_ratios_to_every_ceiling_and_peer_of_the_same_dataset() -> None:
+    results = [
+        result(BARE, SINGLE, 400_000, 1.0),
+        result(CONFLUENT, SINGLE, 500_000, 1.0),
+        result(BYTEWAX, SINGLE, 40_000, 1.0),
+        result(QUIX, SINGLE, 8_000, 1.0),
+        result(PIPELINE, SINGLE, 80_000, 1.0),
+        result(PIPELINE, BATCH, 200_000, 1.0, 100),
+        result(QUIX, BATCH, 10_000, 1.0, 100),
+        ScenarioResult(BYTEWAX, BATCH, 100, error="boom"),
+    ]
+    fill_ratios(results)
+    worker = results[4]
+    assert worker.ratios == pytest.approx({BARE: 0.2, CONFLUENT: 0.16, BYTEWAX: 2.0, QUIX: 10.0})
+    assert worker.ceiling_ratio == pytest.approx(0.2)
+    # a reference is not divided by itself; the others are
+    assert results[2].ratios == pytest.approx({BARE: 0.1, CONFLUENT: 0.08, QUIX: 5.0})
+    assert reference_ratio(results[2], BYTEWAX) == 1.0
+    # batch: only Quix has a figure (no ceiling run, Bytewax failed)
+    assert results[5].ratios == pytest.approx({QUIX: 20.0})
+    assert results[5].ceiling_ratio is None
+    assert results[7].ratios == {}
+    assert reference_ratio(results[7], BYTEWAX) is None
+    assert results[4].to_dict()["ratios"] == worker.ratios
+
+
+def test_missing_peer_packages_are_named(tmp_path: Path) -> None:
+    assert missing_package(PIPELINE, tmp_path / "none") is None
+    why = missing_package(QUIX, tmp_path / "no-venv" / "python")
+    assert why is not None and "no Quix Streams venv" in why
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    assert "cannot import quixstreams" in (missing_package(QUIX, fake) or "")
+
+
+def test_free_ports_are_consecutive_and_free() -> None:
+    ports = free_ports(2)
+    assert ports[1] == ports[0] + 1
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
 
 
 def test_parse_vm_hwm() -> None:

@@ -43,6 +43,10 @@ def test_plaintext_is_bare_bootstrap_for_every_client() -> None:
     assert connection.aiokafka_kwargs(s) == expected
     assert connection.faust_credentials(s) is None
     assert connection.faust_brokers(s) == ["kafka://b1:9093", "kafka://b2:9093"]
+    assert connection.librdkafka_config(s) == {
+        "bootstrap.servers": "b1:9093,b2:9093",
+        "security.protocol": "PLAINTEXT",
+    }
 
 
 def test_ssl_gives_kafka_python_a_ca_file_and_aiokafka_a_context(ca_file: Path) -> None:
@@ -83,6 +87,14 @@ def test_sasl_credentials_for_every_client(protocol: str, ca_file: Path) -> None
     assert credentials.protocol.value == protocol
     assert credentials.mechanism.value == "SCRAM-SHA-512"
     assert (credentials.username, credentials.password) == ("svc", "s3cret")
+    rdkafka = connection.librdkafka_config(s)
+    assert {
+        "security.protocol": protocol,
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+        "sasl.password": "s3cret",
+    }.items() <= rdkafka.items()
+    assert rdkafka.get("ssl.ca.location") == (str(ca_file) if protocol == "SASL_SSL" else None)
 
 
 def test_aiokafka_accepts_what_it_is_given(ca_file: Path) -> None:

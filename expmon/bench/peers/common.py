@@ -1,0 +1,75 @@
+"""What the bench's consumers share: the processed-event count they serve as
+`expmon_events_total{topic=...}`, librdkafka's tuned prefetch, the peers' arguments.
+
+The count is a plain int read by a collector at scrape time: a Counter's lock per event
+would be a cost of the bench's own making on the peers' per-event paths."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+FETCH_MAX_BYTES = 64 * 1024 * 1024
+PARTITION_FETCH_BYTES = 16 * 1024 * 1024
+# librdkafka prefetches into a queue per partition, by default a small one: tuned up so
+# that its threads fetch while Python decodes. The confluent ceiling's, Bytewax's and
+# Quix Streams' consumers all get it.
+CONSUMER_TUNING: dict[str, Any] = {
+    "queued.min.messages": 500_000,
+    "queued.max.messages.kbytes": 512 * 1024,
+    "fetch.max.bytes": FETCH_MAX_BYTES,
+    "max.partition.fetch.bytes": PARTITION_FETCH_BYTES,
+    "receive.message.max.bytes": FETCH_MAX_BYTES + 1024 * 1024,
+    "fetch.wait.max.ms": 100,
+}
+
+
+def add_peer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every peer job takes (the bench passes them all)."""
+    parser.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--port", type=int, required=True, help="/metrics port")
+    parser.add_argument("--group", default="expmon-bench-peer", help="consumer group")
+    parser.add_argument("--partitions", type=int, default=3, help="partitions of the topic")
+    parser.add_argument("--state-dir", default=None, help="the framework's state directory")
+    parser.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING"
+    )
+
+
+class EventCount(Collector):
+    """Events a job took in (`events`), and what it emitted or dropped, by topic."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.events = 0
+        self.windows = 0  # windows emitted
+        self.late = 0  # events dropped as late by the framework
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        # the registry maps names to collectors from this: /metrics?name[]=... needs it
+        return self.collect()
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, doc, value in (
+            ("expmon_events", "Events taken in", self.events),
+            ("expmon_bench_windows", "Windows emitted", self.windows),
+            ("expmon_bench_late_events", "Events dropped as late", self.late),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["topic"])
+            family.add_metric([self.topic], value)
+            yield family
+
+
+def serve_event_count(port: int, topic: str) -> EventCount:
+    """Start a /metrics on 127.0.0.1:`port` (a thread) serving the returned count."""
+    registry = CollectorRegistry()
+    count = EventCount(topic)
+    registry.register(count)
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+    return count
