@@ -1,7 +1,8 @@
 """The bench's windowed page-load job on Bytewax (0.21, a Rust dataflow core).
 
-Kafka source (confluent-kafka, one consumer per partition, prefetch tuned as the
-confluent ceiling's) -> decode a batch of records -> key by page x device -> de-duplicate
+Kafka source (confluent-kafka, one consumer per partition, deep prefetch queues but
+default fetch sizes, ~3000 events from a partition at a time: see `PEER_CONSUMER_TUNING`
+and `PEER_SOURCE_EVENTS`) -> decode a batch of records -> key by page x device -> de-duplicate
 (`stateful_flat_map`) -> `fold_window` (event-time clock with 30 s of grace, 1-minute
 tumbling windows) -> one summary per closed window. Events reaching the de-duplication
 are served as `expmon_events_total{topic=...}` on a tiny /metrics, so the bench times it
