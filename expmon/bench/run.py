@@ -509,8 +509,13 @@ NOTES = (
     "events/s: events counted from the first nonzero count to the total, over the time "
     "between; process start-up, topic creation, rebalance and the first fetch are excluded",
     "records/s = events/s / events per record (1 or 100)",
-    "bare ceiling: best of 3 passes over the topic by one consumer process, each timed from "
-    "its first record",
+    "bare ceilings (aiokafka; confluent-kafka with librdkafka's prefetch tuned): best of 3 "
+    "passes over the topic by one consumer process, each timed from its first record",
+    "expmon pipeline, 2 processes: `expmon worker --processes 2`, the children's counts "
+    "summed from the first sample at which both serve /metrics; peak RSS is the larger child's",
+    "Bytewax and Quix Streams: the same windowed job (expmon.bench.peers), timed like the "
+    "worker by the events reaching their de-duplication; measured also shows the windows they "
+    "emitted and the events they dropped as late",
     "every scenario is its own process; peak RSS = its VmHWM at the end",
     "expmon pipeline and plain faust agent: expmon_events_total polled from "
     "/metrics?name[]=expmon_events_total every 0.1 s until the first event and near the "
@@ -555,9 +560,10 @@ def _scrape(port: int, topic: str, only_events: bool = True) -> tuple[float, int
 
 
 def _scrape_count(ports: Sequence[int], topic: str) -> float | None:
-    """Events counted over every port that answers; None if none does."""
+    """Events counted over every port; None until all answer (so that a supervisor's
+    figure starts when all its children serve, not with the first one alone)."""
     counts = [scraped[0] for scraped in (_scrape(p, topic) for p in ports) if scraped]
-    return sum(counts) if counts else None
+    return sum(counts) if len(counts) == len(ports) else None
 
 
 def _child_pids(pid: int) -> list[int]:
