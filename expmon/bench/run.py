@@ -512,7 +512,8 @@ NOTES = (
     "bare ceilings (aiokafka; confluent-kafka with librdkafka's prefetch tuned): best of 3 "
     "passes over the topic by one consumer process, each timed from its first record",
     "expmon pipeline, 2 processes: `expmon worker --processes 2`, the children's counts "
-    "summed from the first sample at which both serve /metrics; peak RSS is the larger child's",
+    "summed, timed from the first sample at which both have processed events (until the "
+    "second joins the group the first has every partition); peak RSS is the larger child's",
     "Bytewax and Quix Streams: the same windowed job (expmon.bench.peers), timed like the "
     "worker by the events reaching their de-duplication; measured also shows the windows they "
     "emitted and the events they dropped as late",
@@ -559,11 +560,22 @@ def _scrape(port: int, topic: str, only_events: bool = True) -> tuple[float, int
         return None
 
 
-def _scrape_count(ports: Sequence[int], topic: str) -> float | None:
-    """Events counted over every port; None until all answer (so that a supervisor's
-    figure starts when all its children serve, not with the first one alone)."""
-    counts = [scraped[0] for scraped in (_scrape(p, topic) for p in ports) if scraped]
-    return sum(counts) if len(counts) == len(ports) else None
+def _scrape_count(ports: Sequence[int], topic: str, total: float) -> float | None:
+    scraped = [_scrape(p, topic) for p in ports]
+    return processes_count([None if s is None else s[0] for s in scraped], total)
+
+
+def processes_count(counts: Sequence[float | None], total: float) -> float | None:
+    """The count to time N processes by: None until every one serves /metrics, 0 until
+    every one has processed events (the first to join the group has every partition until
+    the others join: that is start-up, not N processes at work), then their sum. The
+    total counts as soon as it is reached."""
+    if any(c is None for c in counts):
+        return None
+    done = sum(c for c in counts if c is not None)
+    if done >= total or len(counts) == 1 or all(counts):
+        return done
+    return 0.0
 
 
 def _child_pids(pid: int) -> list[int]:
@@ -673,7 +685,7 @@ class Runner:
                         f" ({samples[-1][1] if samples else 0:.0f}/{total:.0f} events)"
                         f"\n{_tail(logfile)}"
                     )
-                count = _scrape_count(ports, dataset.topic)
+                count = _scrape_count(ports, dataset.topic, total)
                 if count is not None:
                     samples.append((time.perf_counter(), count))
                     self.progress.update(task, completed=count)

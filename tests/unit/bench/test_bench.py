@@ -31,6 +31,7 @@ from expmon.bench.run import (
     missing_package,
     next_poll_interval,
     parse_events_total,
+    processes_count,
     reference_ratio,
     table_rows,
 )
@@ -297,3 +298,19 @@ def test_exposition_figures_show_the_budget_holding() -> None:
     assert figures["budgeted"]["series"] <= 300
     assert figures["budgeted"]["bytes"] < figures["unbudgeted"]["bytes"]
     assert figures["budgeted"]["healthz_ms"]["n"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("counts", "total", "expected"),
+    [
+        ([None], 100, None),
+        ([0.0], 100, 0.0),
+        ([40.0], 100, 40.0),  # one process: its count
+        ([40.0, None], 100, None),  # the second does not serve /metrics yet
+        ([40.0, 0.0], 100, 0.0),  # the first alone at work: start-up, not timed
+        ([40.0, 5.0], 100, 45.0),
+        ([100.0, 0.0], 100, 100.0),  # all done by the first: the total counts
+    ],
+)
+def test_processes_count(counts: list[float | None], total: float, expected: float | None) -> None:
+    assert processes_count(counts, total) == expected
