@@ -114,9 +114,7 @@ def new_faust_app(settings: Settings) -> Any:
         # dead letters carry whole oversize records (up to the broker's limit) plus headers
         producer_max_request_size=4 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
-        # Fewer, larger hand-overs from faust's consumer thread to the event loop.
-        broker_max_poll_records=10_000,
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        **connection.faust_consumer_tuning(settings),
         stream_buffer_maxsize=8192,
         table_standby_replicas=0,
         datadir=str(datadir),

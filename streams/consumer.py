@@ -21,6 +21,8 @@ from streams.bulk import BulkOffsets, unread
 log = logging.getLogger(__name__)
 
 BulkHandler = Callable[[Sequence[Any]], Awaitable[None]]  # aiokafka ConsumerRecords of one TP
+# A fetch: records per partition, the active partitions then, the generation it came back in
+Fetched = tuple[Mapping[TP, list[Any]] | None, set[TP] | None, int]
 
 
 class BulkConsumer(faust_aiokafka.Consumer):
@@ -49,12 +51,20 @@ class BulkConsumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs Kafka
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
+        ahead: asyncio.Task[Fetched] | None = None
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                records, active = await self._wait_next_records(1.0)
-                await asyncio.sleep(0)
+                fetched = await (ahead or self._fetch())
+                ahead = None
+                records, active, generation = fetched
                 if records and not self.should_stop:
-                    await self._deliver(records, active)
+                    # The next fetch (aiokafka unpacking it in faust's consumer thread, the
+                    # broker's round trip) overlaps this delivery, which waits on the broker
+                    # for its checkpoints: the event loop no longer idles between batches.
+                    ahead = asyncio.ensure_future(self._fetch())
+                    await self._deliver(records, active, generation)
+                else:
+                    await asyncio.sleep(0)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 log.info("Broker stopped consumer, shutting down...")
@@ -68,12 +78,23 @@ class BulkConsumer(faust_aiokafka.Consumer):
             log.exception("consumer drain failed: %r", exc)
             await self.crash(exc)
             raise
+        finally:
+            # Records it took are fetched again: faust seeks to the committed offsets
+            # before it starts the fetcher again (recovery after every assignment).
+            if ahead is not None:
+                ahead.cancel()
 
-    async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None) -> None:
+    async def _fetch(self) -> Fetched:
+        """One fetch and the generation it came back in (faust's getmany reads it then)."""
+        records, active = await self._wait_next_records(1.0)
+        return records, active, self.app.consumer_generation_id
+
+    async def _deliver(
+        self, records: Mapping[TP, list[Any]], active: set[TP] | None, generation: int
+    ) -> None:
         if not self.flow_active:
             await self.perform_seek()  # faust's getmany does the same
             return
-        generation = self.app.consumer_generation_id
         handlers = self.bulk_handlers
         for tp, batch in records.items():
             if not self.flow_active or self.app.consumer_generation_id != generation:

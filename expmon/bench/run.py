@@ -298,6 +298,9 @@ class ScenarioResult:
     polls: int | None = None
     scrape_kb: float | None = None
     scrape_ms: float | None = None
+    # the peers' own account at the end (expmon.bench.peers.common.EventCount)
+    windows_emitted: int | None = None
+    late_events: int | None = None
 
     @property
     def events_per_s(self) -> float | None:
@@ -369,12 +372,13 @@ def next_poll_interval(samples: Sequence[tuple[float, float]], total: float) -> 
     return POLL_SLOW_SECONDS if remaining_s > 2 * POLL_SLOW_SECONDS else POLL_SECONDS
 
 
-def parse_events_total(text: str, topic: str) -> float:
-    """Sum of `expmon_events_total` samples labelled with `topic` in a Prometheus text page."""
+def parse_events_total(text: str, topic: str, name: str = "expmon_events_total") -> float:
+    """Sum of `name` samples labelled with `topic` in a Prometheus text page."""
     needle = f'topic="{topic}"'
+    start = name + "{"
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("expmon_events_total{") and needle in line:
+        if line.startswith(start) and needle in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -418,6 +422,8 @@ def table_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
             measured = f"{r.measured_events:,.0f} ev in {r.seconds:.2f} s"
             if not r.complete:
                 measured += " (capped)"
+            if r.windows_emitted is not None:
+                measured += f"; {r.windows_emitted:,} windows, {r.late_events or 0:,} late"
         rows.append(
             [
                 r.scenario,
@@ -692,6 +698,8 @@ class Runner:
             rss_kb = max((kb for kb in rss if kb is not None), default=None)
             result.peak_rss_mb = rss_kb / 1024 if rss_kb is not None else None
             self._measure_full_page(result, port, dataset.topic)
+            if scenario in (BYTEWAX, QUIX):
+                self._peer_account(result, port, dataset.topic)
         finally:
             self.progress.remove_task(task)
             stop_process(proc, scenario)
@@ -724,6 +732,18 @@ class Runner:
         if scenario in (BYTEWAX, QUIX):
             return self.peer(scenario, dataset, partitions)
         return self.faust(dataset, partitions)
+
+    @staticmethod
+    def _peer_account(result: ScenarioResult, port: int, topic: str) -> None:
+        """Windows a peer emitted and events it dropped as late, when it was stopped."""
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=2.0) as resp:
+                text = resp.read().decode()
+        except (urllib.error.URLError, OSError):
+            return
+        result.windows_emitted = int(parse_events_total(text, topic, "expmon_bench_windows_total"))
+        result.late_events = int(parse_events_total(text, topic, "expmon_bench_late_events_total"))
 
     def pipeline(self, dataset: Dataset, processes: int = 1) -> ScenarioResult:
         app_id = f"expmon-bench-{self.run_id}-{dataset.name}"
@@ -762,6 +782,7 @@ class Runner:
             python, "-m", f"expmon.bench.peers.{module}",
             "--bootstrap", self.settings.kafka_bootstrap, "--topic", dataset.topic,
             "--group", group, "--port", str(port), "--partitions", str(partitions),
+            "--events-per-record", str(dataset.events_per_record),
             "--state-dir", str(self.workdir / f"{module}-{dataset.name}"),
             "--log-level", self.log_level,
         ]  # fmt: skip

@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol
+from typing import Any, Generic, NamedTuple, Protocol
 
 from expmon.engine.entities import Entity, EntityTable, is_entity_key
 from expmon.engine.windows import (
@@ -42,8 +42,10 @@ LATE_REASON = "late"
 SKEW_REASON = "clock_skew"
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
+class RawRecord(NamedTuple):
+    """One input record as the worker hands it to `process` (a NamedTuple: the worker
+    builds one per record it fetched, and a frozen dataclass paid a setattr per field)."""
+
     partition: int
     offset: int
     key: bytes | None

@@ -125,6 +125,16 @@ def faust_brokers(settings: Settings) -> list[str]:
     return [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")]
 
 
+def faust_consumer_tuning(settings: Settings) -> dict[str, Any]:
+    """faust's consumer keywords for the worker's fetches: few, large hand-overs from
+    faust's consumer thread to the event loop (each fetched partition batch goes to its
+    stage in one call, and each stage batch costs a checkpoint round trip)."""
+    return {
+        "broker_max_poll_records": settings.kafka_max_poll_records,
+        "consumer_max_fetch_size": 16 * 1024 * 1024,  # per partition and fetch
+    }
+
+
 def faust_credentials(settings: Settings) -> Any:
     """faust's `broker_credentials`: SASL or SSL credentials, or None for PLAINTEXT."""
     check(settings)

@@ -144,6 +144,8 @@ def test_parse_events_total_sums_outcomes_of_one_topic() -> None:
     assert parse_events_total(text, "t1") == 1210.0
     assert parse_events_total(text, "t2") == 99.0
     assert parse_events_total(text, "t3") == 0.0
+    peer = 'expmon_bench_windows_total{topic="t1"} 42.0\nexpmon_events_total{topic="t1"} 9.0\n'
+    assert parse_events_total(peer, "t1", "expmon_bench_windows_total") == 42.0
 
 
 def result(

@@ -139,3 +139,15 @@ def test_unusable_connection_settings_are_one_clear_error(
 
 def test_the_password_never_shows_in_settings_repr() -> None:
     assert "s3cret" not in repr(sasl())
+
+
+@pytest.mark.parametrize("max_poll_records", [1, 500, 30_000])
+def test_the_worker_app_fetches_as_the_settings_say(tmp_path: Path, max_poll_records: int) -> None:
+    from streams.app import new_faust_app
+
+    s = settings(state_dir=tmp_path, kafka_max_poll_records=max_poll_records)
+    tuning = connection.faust_consumer_tuning(s)
+    assert tuning["broker_max_poll_records"] == max_poll_records
+    conf = new_faust_app(s).conf
+    assert conf.broker_max_poll_records == max_poll_records
+    assert conf.consumer_max_fetch_size == tuning["consumer_max_fetch_size"]
