@@ -298,6 +298,9 @@ class ScenarioResult:
     polls: int | None = None
     scrape_kb: float | None = None
     scrape_ms: float | None = None
+    # the peers' own account at the end (expmon.bench.peers.common.EventCount)
+    windows_emitted: int | None = None
+    late_events: int | None = None
 
     @property
     def events_per_s(self) -> float | None:
@@ -369,12 +372,13 @@ def next_poll_interval(samples: Sequence[tuple[float, float]], total: float) -> 
     return POLL_SLOW_SECONDS if remaining_s > 2 * POLL_SLOW_SECONDS else POLL_SECONDS
 
 
-def parse_events_total(text: str, topic: str) -> float:
-    """Sum of `expmon_events_total` samples labelled with `topic` in a Prometheus text page."""
+def parse_events_total(text: str, topic: str, name: str = "expmon_events_total") -> float:
+    """Sum of `name` samples labelled with `topic` in a Prometheus text page."""
     needle = f'topic="{topic}"'
+    start = name + "{"
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("expmon_events_total{") and needle in line:
+        if line.startswith(start) and needle in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -418,6 +422,8 @@ def table_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
             measured = f"{r.measured_events:,.0f} ev in {r.seconds:.2f} s"
             if not r.complete:
                 measured += " (capped)"
+            if r.windows_emitted is not None:
+                measured += f"; {r.windows_emitted:,} windows, {r.late_events or 0:,} late"
         rows.append(
             [
                 r.scenario,
@@ -503,8 +509,14 @@ NOTES = (
     "events/s: events counted from the first nonzero count to the total, over the time "
     "between; process start-up, topic creation, rebalance and the first fetch are excluded",
     "records/s = events/s / events per record (1 or 100)",
-    "bare ceiling: best of 3 passes over the topic by one consumer process, each timed from "
-    "its first record",
+    "bare ceilings (aiokafka; confluent-kafka with librdkafka's prefetch tuned): best of 3 "
+    "passes over the topic by one consumer process, each timed from its first record",
+    "expmon pipeline, 2 processes: `expmon worker --processes 2`, the children's counts "
+    "summed, timed from the first sample at which both have processed events (until the "
+    "second joins the group the first has every partition); peak RSS is the larger child's",
+    "Bytewax and Quix Streams: the same windowed job (expmon.bench.peers), timed like the "
+    "worker by the events reaching their de-duplication; measured also shows the windows they "
+    "emitted and the events they dropped as late",
     "every scenario is its own process; peak RSS = its VmHWM at the end",
     "expmon pipeline and plain faust agent: expmon_events_total polled from "
     "/metrics?name[]=expmon_events_total every 0.1 s until the first event and near the "
@@ -548,10 +560,22 @@ def _scrape(port: int, topic: str, only_events: bool = True) -> tuple[float, int
         return None
 
 
-def _scrape_count(ports: Sequence[int], topic: str) -> float | None:
-    """Events counted over every port that answers; None if none does."""
-    counts = [scraped[0] for scraped in (_scrape(p, topic) for p in ports) if scraped]
-    return sum(counts) if counts else None
+def _scrape_count(ports: Sequence[int], topic: str, total: float) -> float | None:
+    scraped = [_scrape(p, topic) for p in ports]
+    return processes_count([None if s is None else s[0] for s in scraped], total)
+
+
+def processes_count(counts: Sequence[float | None], total: float) -> float | None:
+    """The count to time N processes by: None until every one serves /metrics, 0 until
+    every one has processed events (the first to join the group has every partition until
+    the others join: that is start-up, not N processes at work), then their sum. The
+    total counts as soon as it is reached."""
+    if any(c is None for c in counts):
+        return None
+    done = sum(c for c in counts if c is not None)
+    if done >= total or len(counts) == 1 or all(counts):
+        return done
+    return 0.0
 
 
 def _child_pids(pid: int) -> list[int]:
@@ -661,7 +685,7 @@ class Runner:
                         f" ({samples[-1][1] if samples else 0:.0f}/{total:.0f} events)"
                         f"\n{_tail(logfile)}"
                     )
-                count = _scrape_count(ports, dataset.topic)
+                count = _scrape_count(ports, dataset.topic, total)
                 if count is not None:
                     samples.append((time.perf_counter(), count))
                     self.progress.update(task, completed=count)
@@ -692,6 +716,8 @@ class Runner:
             rss_kb = max((kb for kb in rss if kb is not None), default=None)
             result.peak_rss_mb = rss_kb / 1024 if rss_kb is not None else None
             self._measure_full_page(result, port, dataset.topic)
+            if scenario in (BYTEWAX, QUIX):
+                self._peer_account(result, port, dataset.topic)
         finally:
             self.progress.remove_task(task)
             stop_process(proc, scenario)
@@ -724,6 +750,18 @@ class Runner:
         if scenario in (BYTEWAX, QUIX):
             return self.peer(scenario, dataset, partitions)
         return self.faust(dataset, partitions)
+
+    @staticmethod
+    def _peer_account(result: ScenarioResult, port: int, topic: str) -> None:
+        """Windows a peer emitted and events it dropped as late, when it was stopped."""
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=2.0) as resp:
+                text = resp.read().decode()
+        except (urllib.error.URLError, OSError):
+            return
+        result.windows_emitted = int(parse_events_total(text, topic, "expmon_bench_windows_total"))
+        result.late_events = int(parse_events_total(text, topic, "expmon_bench_late_events_total"))
 
     def pipeline(self, dataset: Dataset, processes: int = 1) -> ScenarioResult:
         app_id = f"expmon-bench-{self.run_id}-{dataset.name}"
@@ -762,6 +800,7 @@ class Runner:
             python, "-m", f"expmon.bench.peers.{module}",
             "--bootstrap", self.settings.kafka_bootstrap, "--topic", dataset.topic,
             "--group", group, "--port", str(port), "--partitions", str(partitions),
+            "--events-per-record", str(dataset.events_per_record),
             "--state-dir", str(self.workdir / f"{module}-{dataset.name}"),
             "--log-level", self.log_level,
         ]  # fmt: skip

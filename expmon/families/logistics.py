@@ -46,8 +46,10 @@ window and partition, in the order counts are made, the rest `other`): so it is 
 function of the order's events and the window's keys, the same for every worker layout,
 restart and replay. Each view then keeps its top max_label_values carriers (one set for
 SLA, delivery and tracking rows, by the counts they carry) and warehouses (by orders
-decided), the rest merged into `other` (`fold_labels`). The cumulative counters and the
-tracking gauges are process-wide and keep a first-come `LabelLimiter`.
+decided), the rest merged into `other` (`fold_labels`). The tracking gauges (a snapshot
+of open orders) keep, per partition, its 4 x max_label_values carriers with the most
+tracked orders; the cumulative counters are process-wide and keep a first-come
+`LabelLimiter`.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ from expmon.engine.counters import (
     ratio,
 )
 from expmon.engine.entities import Entity, fire_after
-from expmon.engine.labels import LabelDimension, LabelLimiter, fold_labels
+from expmon.engine.labels import OTHER, LabelDimension, LabelLimiter, fold_labels, top_values
 from expmon.engine.merge import WindowMerger
 from expmon.engine.windows import Key, PartitionWindows
 from expmon.families.base import Family, Rows, counter, gauge
@@ -129,7 +131,7 @@ class LogisticsStage(CounterStage):
         breach_sample_size: int = 100,
     ) -> None:
         super().__init__(settings, topic, source_partitions, live)
-        # process-wide cumulative counters and gauges only (see expmon.engine.labels)
+        # process-wide cumulative counters only (see expmon.engine.labels)
         self.total_carriers = LabelLimiter(settings.max_label_values)
         self.total_warehouses = LabelLimiter(settings.max_label_values)
         self.ship_sla_ms = round(settings.ship_sla_seconds * 1000)
@@ -360,21 +362,34 @@ class LogisticsStage(CounterStage):
         return dict(sorted(totals.items()))
 
     def tracking_by_partition(self) -> dict[int, dict[str, tuple[int, int]]]:
-        """partition -> carrier -> (tracked orders, of which stale now)."""
+        """partition -> carrier -> (tracked orders, of which stale now).
+
+        Per partition, its `label_cap` carriers with the most tracked orders (ties by
+        name) and `other`: a function of the partition's state, so the same whichever
+        worker holds it and after a restart.
+        """
         out: dict[int, dict[str, tuple[int, int]]] = {}
         for partition, table in self.entities.items():
             totals: dict[str, list[int]] = {}
             for entity in table.items.values():
                 if entity.get(_STATUS_F) in TRACKED_STATUSES:
-                    carrier = self.total_carriers(entity[_CARRIER])
-                    pair = totals.get(carrier)
+                    pair = totals.get(entity[_CARRIER])
                     if pair is None:
-                        pair = totals[carrier] = [0, 0]
+                        pair = totals[entity[_CARRIER]] = [0, 0]
                     pair[0] += 1
                     if entity.get(_STALE):
                         pair[1] += 1
-            out[partition] = {carrier: (n, stale) for carrier, (n, stale) in totals.items()}
+            out[partition] = self._fold_carriers(totals)
         return out
+
+    def _fold_carriers(self, totals: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
+        kept = top_values({carrier: n for carrier, (n, _s) in totals.items()}, self.label_cap)
+        folded: dict[str, tuple[int, int]] = {}
+        for carrier, (n, stale) in totals.items():
+            label = carrier if carrier in kept else OTHER
+            before = folded.get(label, (0, 0))
+            folded[label] = (before[0] + n, before[1] + stale)
+        return folded
 
     def open_orders(self) -> int:
         """Orders this stage holds state for (lifecycle running or events waiting)."""

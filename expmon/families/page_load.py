@@ -279,7 +279,7 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         self, settings: Settings, topic: str, source_partitions: int, live: bool = True
     ) -> None:
         super().__init__(settings, topic, source_partitions, live)
-        # Window keys are capped per window and partition (deterministic, see
+        # Window keys are capped per window and partition (a bound on state, see
         # PartitionWindows.label) and each view keeps its top N (`fold_labels`); the
         # process-wide histogram keeps a first-come bound (see expmon.engine.labels).
         self.page_cap = LABEL_HEADROOM * settings.max_pages

@@ -1,7 +1,8 @@
 """The bench's windowed page-load job on Bytewax (0.21, a Rust dataflow core).
 
-Kafka source (confluent-kafka, one consumer per partition, prefetch tuned as the
-confluent ceiling's) -> decode a batch of records -> key by page x device -> de-duplicate
+Kafka source (confluent-kafka, one consumer per partition, deep prefetch queues but
+default fetch sizes, ~3000 events from a partition at a time: see `PEER_CONSUMER_TUNING`
+and `PEER_SOURCE_EVENTS`) -> decode a batch of records -> key by page x device -> de-duplicate
 (`stateful_flat_map`) -> `fold_window` (event-time clock with 30 s of grace, 1-minute
 tumbling windows) -> one summary per closed window. Events reaching the de-duplication
 are served as `expmon_events_total{topic=...}` on a tiny /metrics, so the bench times it
@@ -20,8 +21,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from expmon.bench.peers.common import (
-    CONSUMER_TUNING,
+    PEER_CONSUMER_TUNING,
+    PEER_SOURCE_EVENTS,
     EventCount,
+    WindowLog,
     add_peer_arguments,
     serve_event_count,
 )
@@ -40,7 +43,6 @@ from schemas.events import Event
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-SOURCE_BATCH = 10_000
 
 
 def deduplicate(count: EventCount) -> Any:
@@ -61,19 +63,19 @@ def event_datetime(event: Event) -> datetime:
     return EPOCH + timedelta(milliseconds=event_time_ms(event))
 
 
-def kafka_source(bootstrap: str, topic: str) -> Any:
+def kafka_source(bootstrap: str, topic: str, events_per_record: int) -> Any:
     from bytewax.connectors.kafka import KafkaSource
 
     return KafkaSource(
         [bootstrap],
         [topic],
         tail=True,
-        add_config={name: str(value) for name, value in CONSUMER_TUNING.items()},
-        batch_size=SOURCE_BATCH,
+        add_config={name: str(value) for name, value in PEER_CONSUMER_TUNING.items()},
+        batch_size=max(1, PEER_SOURCE_EVENTS // max(1, events_per_record)),
     )
 
 
-def build_flow(source: Any, count: EventCount) -> Any:
+def build_flow(source: Any, count: EventCount, windows_out: str | None = None) -> Any:
     """The dataflow over `source`, whose items have the record's bytes as `.value`."""
     import bytewax.operators as op
     from bytewax.dataflow import Dataflow
@@ -106,8 +108,10 @@ def build_flow(source: Any, count: EventCount) -> Any:
         key, (window_id, figures) = item
         return summarize(key, window_id * WINDOW_MS, figures)
 
-    def emitted(_step: str, _summary: Any) -> None:
-        count.windows += 1
+    window_log = WindowLog(count, windows_out)
+
+    def emitted(_step: str, summary: dict[str, Any]) -> None:
+        window_log.emit(summary)
 
     def late(_step: str, _item: Any) -> None:
         count.late += 1
@@ -131,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bytewax.run import cli_main
 
     count = serve_event_count(args.port, args.topic)
-    cli_main(build_flow(kafka_source(args.bootstrap, args.topic), count), workers_per_process=1)
+    source = kafka_source(args.bootstrap, args.topic, args.events_per_record)
+    flow = build_flow(source, count, args.windows_out)
+    cli_main(flow, workers_per_process=1)
     return 0
 
 

@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from expmon.bench.peers.common import (
-    CONSUMER_TUNING,
+    PEER_CONSUMER_TUNING,
     EventCount,
+    WindowLog,
     add_peer_arguments,
     serve_event_count,
 )
@@ -78,7 +79,7 @@ def build_app(args: argparse.Namespace, count: EventCount) -> Any:
         broker_address=args.bootstrap,
         consumer_group=args.group,
         auto_offset_reset="earliest",
-        consumer_extra_config=dict(CONSUMER_TUNING),
+        consumer_extra_config=dict(PEER_CONSUMER_TUNING),
         state_dir=args.state_dir or tempfile.mkdtemp(prefix="expmon-bench-quix-"),
         loglevel=args.log_level,
     )
@@ -101,9 +102,13 @@ def build_app(args: argparse.Namespace, count: EventCount) -> Any:
         .final()
     )
 
+    window_log = WindowLog(count, args.windows_out)
+
     def summary(window: dict[str, Any], key: Any, _ts: int, _headers: Any) -> dict[str, Any]:
-        count.windows += 1
-        return summarize(str(key), int(window["start"]), WindowFigures.from_dict(window["value"]))
+        figures = WindowFigures.from_dict(window["value"])
+        out = summarize(str(key), int(window["start"]), figures)
+        window_log.emit(out)
+        return out
 
     sdf = sdf.apply(summary, metadata=True)
     return app

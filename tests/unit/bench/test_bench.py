@@ -31,6 +31,7 @@ from expmon.bench.run import (
     missing_package,
     next_poll_interval,
     parse_events_total,
+    processes_count,
     reference_ratio,
     table_rows,
 )
@@ -144,6 +145,8 @@ def test_parse_events_total_sums_outcomes_of_one_topic() -> None:
     assert parse_events_total(text, "t1") == 1210.0
     assert parse_events_total(text, "t2") == 99.0
     assert parse_events_total(text, "t3") == 0.0
+    peer = 'expmon_bench_windows_total{topic="t1"} 42.0\nexpmon_events_total{topic="t1"} 9.0\n'
+    assert parse_events_total(peer, "t1", "expmon_bench_windows_total") == 42.0
 
 
 def result(
@@ -295,3 +298,19 @@ def test_exposition_figures_show_the_budget_holding() -> None:
     assert figures["budgeted"]["series"] <= 300
     assert figures["budgeted"]["bytes"] < figures["unbudgeted"]["bytes"]
     assert figures["budgeted"]["healthz_ms"]["n"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("counts", "total", "expected"),
+    [
+        ([None], 100, None),
+        ([0.0], 100, 0.0),
+        ([40.0], 100, 40.0),  # one process: its count
+        ([40.0, None], 100, None),  # the second does not serve /metrics yet
+        ([40.0, 0.0], 100, 0.0),  # the first alone at work: start-up, not timed
+        ([40.0, 5.0], 100, 45.0),
+        ([100.0, 0.0], 100, 100.0),  # all done by the first: the total counts
+    ],
+)
+def test_processes_count(counts: list[float | None], total: float, expected: float | None) -> None:
+    assert processes_count(counts, total) == expected

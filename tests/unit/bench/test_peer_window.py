@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from expmon.bench.peers.common import serve_event_count
+from expmon.bench.peers.common import EventCount, WindowLog, serve_event_count
 from expmon.bench.peers.window import (
     APDEX_T_MS,
     GRACE_MS,
@@ -162,3 +163,19 @@ def test_event_count_is_served_to_the_benchs_filtered_scrape() -> None:
     assert "expmon_bench_windows_total" not in page
     whole = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'expmon_bench_windows_total{topic="t1"} 5.0' in whole
+
+
+def test_window_log_counts_and_writes_each_window(tmp_path: Path) -> None:
+    count = EventCount("t")
+    out = tmp_path / "windows.jsonl"
+    log = WindowLog(count, str(out))
+    figures = WindowFigures().add({"page": "home", "device": "mobile", "load_ms": 4000.0})
+    log.emit(summarize("home|mobile", 60_000, figures))
+    log.emit(summarize("cart|desktop", 0, WindowFigures()))
+    WindowLog(count, None).emit({"page": "x"})
+    assert count.windows == 3
+    lines = [codec.loads(line) for line in out.read_bytes().splitlines()]
+    assert [(r["page"], r["start_ms"], r["count"], r["slow_ratio"]) for r in lines] == [
+        ("home", 60_000, 1, 1.0),
+        ("cart", 0, 0, None),
+    ]

@@ -283,6 +283,35 @@ def test_a_quiet_partition_shows_its_breach_early_and_an_in_time_shipment_correc
     assert stage.sla_breaches_total == 0
 
 
+@pytest.mark.parametrize(
+    ("shipped", "want"),
+    [
+        # max_label_values 1: a partition shows its 4 carriers with most tracked orders
+        ({"a": 1, "b": 3, "c": 2, "d": 2, "e": 2, "f": 5},
+         {"f": (5, 0), "b": (3, 0), "c": (2, 0), "d": (2, 0), "other": (3, 0)}),
+        ({"z": 1, "y": 1}, {"z": (1, 0), "y": (1, 0)}),
+    ],
+)  # fmt: skip
+def test_tracking_gauges_show_each_partitions_top_carriers(
+    settings: Settings, shipped: dict[str, int], want: dict[str, Any]
+) -> None:
+    small = settings.model_copy(update={"max_label_values": 1})
+    orders = [(f"{c}{i}", c) for c, n in shipped.items() for i in range(n)]
+    for order_of_arrival in (orders, orders[::-1]):
+        stage = LogisticsStage(small, "t", 1, live=False)
+        stage.persist = True
+        feed = Feed()
+        records = [feed.record(o, "shipped", T0 + 1000, carrier=c) for o, c in order_of_arrival]
+        out = stage.process([*records, feed.clock(40)], now_ms=NOW)
+        assert stage.tracking_gauges() == want
+        # a restart from the checkpoint shows the same
+        store = CheckpointStore()
+        store.keep([out])
+        restored = LogisticsStage(small, "t", 1, live=False)
+        store.restore(restored, [0])
+        assert restored.tracking_gauges() == want
+
+
 def test_tracking_gauges_follow_staleness(settings: Settings) -> None:
     stage = LogisticsStage(settings, "t", 1, live=False)
     feed = Feed()
