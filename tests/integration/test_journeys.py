@@ -139,10 +139,12 @@ def assert_rows_equal(got: list[dict[str, Any]], want: list[dict[str, Any]], key
 def test_two_workers_one_killed_match_ground_truth(settings_factory: Any, tmp_path: Path) -> None:
     settings = settings_factory(**JOURNEY_SETTINGS)
     assert all(r.ok for r in ensure_topics(settings, default_topic_specs(settings)))
-    first = WorkerProcess(settings, tmp_path / "a.log").start()
-    second = WorkerProcess(settings, tmp_path / "b.log").start()
+    first = WorkerProcess(settings, tmp_path / "a.log")
+    second = WorkerProcess(settings, tmp_path / "b.log")
     restarted = None
     try:
+        first.start()
+        second.start()
         good, last, sent = scenario(settings)
         deadline = time.monotonic() + 60
         while first.events_total() + second.events_total() < sent * 0.3:
@@ -156,6 +158,7 @@ def test_two_workers_one_killed_match_ground_truth(settings_factory: Any, tmp_pa
         wanted = [f"{family}/5m/{through}" for family in ("checkout", "logistics", "page_load")]
         views = settled_views(settings, wanted, through, timeout=180)
     finally:
+        first.stop()  # killed above, unless the test failed before
         for worker in (second, restarted):
             if worker is not None:
                 assert worker.stop() == 0, worker.log_tail()

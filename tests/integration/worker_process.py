@@ -68,7 +68,14 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{self.port}/readyz"
-        wait_ready(url, self.proc, "worker", timeout, lambda: f":\n{self.log_tail()}")
+        try:
+            wait_ready(url, self.proc, "worker", timeout, lambda: f":\n{self.log_tail()}")
+        except BaseException:
+            # A worker that never got ready must not outlive the test (one was left
+            # consuming a core for minutes after its test had failed).
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
         return self
 
     def log_tail(self, lines: int = 60) -> str:
