@@ -50,14 +50,17 @@ lint: venv
 	$(BIN)/mypy
 
 unit: venv
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit -n auto
 
 integration: install
 	$(BIN)/python -m pytest tests/integration
 
-# One pytest run over both folders; pytest's exit code 5 (nothing collected) fails it too.
+# The unit tests (pure logic, no broker) on every core, then the integration tests one at
+# a time (one session-wide Kafka, real worker processes: they would fight for the cores).
+# Any non-zero exit fails it, pytest's 5 (nothing collected) too.
 test: install lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests/unit -n auto
+	$(BIN)/python -m pytest tests/integration
 
 demo: install
 	$(BIN)/expmon demo
