@@ -4,7 +4,7 @@ the worker's table state applies them (purges, then writes, then deletes)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from expmon.engine.merge import ViewResult, WindowMerger
@@ -57,6 +57,25 @@ def place(records: Iterable[Record], partitions: int) -> list[RawRecord]:
         placed.append(RawRecord(p, offsets[p], record.key.encode(), record.value))
         offsets[p] += 1
     return placed
+
+
+def place_events(
+    events: Iterable[dict[str, Any]], key_field: str, partitions: int
+) -> list[RawRecord]:
+    """Events one per record, keyed by `key_field` and placed as Kafka would, in order."""
+    offsets = [0] * partitions
+    placed: list[RawRecord] = []
+    for event in events:
+        key = event[key_field]
+        p = partition_for(key, partitions)
+        placed.append(RawRecord(p, offsets[p], key.encode(), codec.dumps(event)))
+        offsets[p] += 1
+    return placed
+
+
+def top_by_weight(weights: Mapping[str, int], limit: int) -> set[str]:
+    """The test's own top N (largest weight, ties by name): truth for the label folds."""
+    return set(sorted(weights, key=lambda v: (-weights[v], v))[:limit])
 
 
 def run_stage(

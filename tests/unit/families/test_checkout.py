@@ -23,7 +23,7 @@ from expmon.sim.truth.checkout import payment_row as truth_payment_row
 from expmon.sim.truth.checkout import row_sort_key as truth_row_sort_key
 from schemas import codec
 from schemas.eventtime import parse_event_time_ms
-from tests.unit.helpers import CheckpointStore
+from tests.unit.helpers import CheckpointStore, place_events, top_by_weight
 
 T0 = 1_763_000_040_000  # a whole minute
 NOW = T0 + 10**8  # `now` for the absurd-timestamp check: every test event is in the past
@@ -610,18 +610,7 @@ def many_labels() -> list[dict[str, Any]]:
 
 
 def placed(events: Sequence[dict[str, Any]], partitions: int) -> list[RawRecord]:
-    offsets = [0] * partitions
-    records = []
-    for event in events:
-        key = event["checkout_id"]
-        p = partition_for(key, partitions)
-        records.append(RawRecord(p, offsets[p], key.encode(), codec.dumps(event)))
-        offsets[p] += 1
-    return records
-
-
-def top(weights: Counter[str], limit: int) -> set[str]:
-    return set(sorted(weights, key=lambda v: (-weights[v], v))[:limit])
+    return place_events(events, "checkout_id", partitions)
 
 
 def folded_truth(rows: list[dict[str, Any]], limit: int) -> dict[tuple[str, int], list[Any]]:
@@ -660,8 +649,8 @@ def folded_truth(rows: list[dict[str, Any]], limit: int) -> dict[tuple[str, int]
             providers[provider] += c["attempts"]
             methods[method] += c["attempts"]
             reasons.update({n[7:]: v for n, v in c.items() if n.startswith("reason:")})
-        keep_c, keep_p = top(channels, limit), top(providers, limit)
-        keep_m, keep_r = top(methods, limit), top(reasons, limit)
+        keep_c, keep_p = top_by_weight(channels, limit), top_by_weight(providers, limit)
+        keep_m, keep_r = top_by_weight(methods, limit), top_by_weight(reasons, limit)
         groups: dict[tuple[str, str, str], Counter[str]] = {}
         for (device, channel, user), c in funnel.items():
             g = (device, channel if channel in keep_c else "other", user)

@@ -24,7 +24,7 @@ from expmon.sim.truth.logistics import sla_row as truth_sla_row
 from expmon.sim.truth.logistics import tracking_row as truth_tracking_row
 from schemas import codec
 from schemas.eventtime import format_ms, parse_event_time_ms
-from tests.unit.helpers import CheckpointStore
+from tests.unit.helpers import CheckpointStore, place_events, top_by_weight
 
 T0 = 1_763_000_040_000  # a whole minute
 NOW = T0 + 10**8  # `now` for the absurd-timestamp check: every test event is in the past
@@ -616,18 +616,7 @@ def label_events(traffic: tuple[list[RawRecord], list[dict[str, Any]]]) -> list[
 
 
 def placed(events: Sequence[dict[str, Any]], partitions: int) -> list[RawRecord]:
-    offsets = [0] * partitions
-    records = []
-    for event in events:
-        key = event["order_id"]
-        p = partition_for(key, partitions)
-        records.append(RawRecord(p, offsets[p], key.encode(), codec.dumps(event)))
-        offsets[p] += 1
-    return records
-
-
-def top(weights: Counter[str], limit: int) -> set[str]:
-    return set(sorted(weights, key=lambda v: (-weights[v], v))[:limit])
+    return place_events(events, "order_id", partitions)
 
 
 def folded_truth(rows: list[dict[str, Any]], limit: int) -> dict[RowKey, dict[str, Any]]:
@@ -649,7 +638,7 @@ def folded_truth(rows: list[dict[str, Any]], limit: int) -> dict[RowKey, dict[st
                 carriers[r["carrier"]] += r["delivered"] + r["failed"]
             elif r["kind"] == "tracking":
                 carriers[r["carrier"]] += r["became_stale"]
-        keep_c, keep_w = top(carriers, limit), top(warehouses, limit)
+        keep_c, keep_w = top_by_weight(carriers, limit), top_by_weight(warehouses, limit)
         sums: dict[tuple[str, str, str], Counter[str]] = {}
         for r in vrows:
             carrier = r["carrier"] if r["carrier"] in keep_c | {"all"} else "other"
