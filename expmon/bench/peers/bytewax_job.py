@@ -25,7 +25,7 @@ from expmon.bench.peers.common import (
     PEER_SOURCE_EVENTS,
     EventCount,
     WindowLog,
-    add_peer_arguments,
+    peer_parser,
     serve_event_count,
 )
 from expmon.bench.peers.window import (
@@ -122,11 +122,7 @@ def build_flow(source: Any, count: EventCount, windows_out: str | None = None) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m expmon.bench.peers.bytewax_job", description=__doc__.split("\n\n")[0]
-    )
-    add_peer_arguments(parser)
-    return parser
+    return peer_parser("expmon.bench.peers.bytewax_job", __doc__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

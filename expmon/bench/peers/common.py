@@ -42,8 +42,12 @@ PEER_CONSUMER_TUNING: dict[str, Any] = {
 PEER_SOURCE_EVENTS = 3_000
 
 
-def add_peer_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every peer job takes (the bench passes them all)."""
+def peer_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """A peer job's command line: `python -m module`, described by its docstring's first
+    paragraph, with the arguments every peer job takes (the bench passes them all)."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}", description=(doc or "").split("\n\n")[0]
+    )
     parser.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
     parser.add_argument("--topic", required=True)
     parser.add_argument("--port", type=int, required=True, help="/metrics port")
@@ -62,6 +66,7 @@ def add_peer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING"
     )
+    return parser
 
 
 class WindowLog:

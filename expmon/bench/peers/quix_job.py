@@ -29,7 +29,7 @@ from expmon.bench.peers.common import (
     PEER_CONSUMER_TUNING,
     EventCount,
     WindowLog,
-    add_peer_arguments,
+    peer_parser,
     serve_event_count,
 )
 from expmon.bench.peers.window import (
@@ -115,11 +115,7 @@ def build_app(args: argparse.Namespace, count: EventCount) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m expmon.bench.peers.quix_job", description=__doc__.split("\n\n")[0]
-    )
-    add_peer_arguments(parser)
-    return parser
+    return peer_parser("expmon.bench.peers.quix_job", __doc__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
