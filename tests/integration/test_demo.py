@@ -7,6 +7,11 @@ Two runs of about two minutes each, the least that shows both faces of the demo:
   named on screen, the alerts and the page table visible, no log line inside the view;
   then SIGTERM, after which no process and no folder is left either.
 
+The two runs overlap: most of a run is waiting for the first incident window to close
+(wall clock), so the piped one is started by a module fixture, in the background, and the
+terminal test runs while it does (one run's wait, not two). The terminal demo starts once
+the piped one's worker is ready: the two brokers do not start on the same cores at once.
+
 Every process the demo starts inherits its TMPDIR (the demo's folder is made there), so
 that one variable finds them all: the broker, the worker, the simulator.
 """
@@ -20,8 +25,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -81,51 +88,89 @@ def _assert_nothing_left(tmpdir: Path) -> None:
     assert list(tmpdir.iterdir()) == [], "the demo's folder is still there"
 
 
-def test_piped_demo_prints_readable_lines_and_leaves_nothing(tmp_path: Path) -> None:
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    cmd = [sys.executable, "-m", "expmon.cli", "demo", "--duration", str(PIPED_S),
-           "--metrics-port", str(free_port())]  # fmt: skip
-    # stdout through `cat`, as a user pipes it: not a terminal, so one line per event
-    out_path = tmp_path / "demo.out"
-    started = time.monotonic()
-    with out_path.open("wb") as out:
-        demo = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_user_env(tmpdir)
-        )
-        cat = subprocess.Popen(["cat"], stdin=demo.stdout, stdout=out)
-    assert demo.stdout is not None
-    demo.stdout.close()
-    first_slow: float | None = None
-    try:
-        while demo.poll() is None and time.monotonic() - started < PIPED_S + 120:
-            if first_slow is None and "slow pages in region eu-west" in out_path.read_text(
-                errors="replace"
-            ):
-                first_slow = time.monotonic() - started
+@dataclass
+class PipedRun:
+    """What the piped demo did: its exit status, its output, when slow pages first showed."""
+
+    returncode: int | None
+    text: str
+    first_slow: float | None
+
+
+class PipedDemo:
+    """`expmon demo --duration PIPED_S | cat`, watched by a thread from start to exit."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmpdir = tmp / "tmp"
+        self.tmpdir.mkdir()
+        self.out_path = tmp / "demo.out"
+        self.run: PipedRun | None = None
+        self.demo: subprocess.Popen[bytes] | None = None
+        self.cat: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "expmon.cli", "demo", "--duration", str(PIPED_S),
+               "--metrics-port", str(free_port())]  # fmt: skip
+        # stdout through `cat`, as a user pipes it: not a terminal, so one line per event
+        self.started = time.monotonic()
+        with self.out_path.open("wb") as out:
+            self.demo = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_user_env(self.tmpdir)
+            )
+            self.cat = subprocess.Popen(["cat"], stdin=self.demo.stdout, stdout=out)
+        assert self.demo.stdout is not None
+        self.demo.stdout.close()
+        self.thread.start()
+
+    def text(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def _watch(self) -> None:
+        assert self.demo is not None
+        first_slow: float | None = None
+        try:
+            while self.demo.poll() is None and time.monotonic() - self.started < PIPED_S + 120:
+                if first_slow is None and "slow pages in region eu-west" in self.text():
+                    first_slow = time.monotonic() - self.started
+                time.sleep(0.5)
+        finally:
+            self.stop()
+            self.run = PipedRun(self.demo.returncode, self.text(), first_slow)
+
+    def wait_worker_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while "worker ready" not in self.text() and time.monotonic() < deadline:
+            if self.demo is None or self.demo.poll() is not None:
+                return  # it ended early: the piped test says why
             time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.demo is None:
+            return
+        if self.demo.poll() is None:
+            self.demo.kill()
+        self.demo.wait(30)
+        if self.cat is not None:
+            self.cat.wait(30)
+
+    def result(self) -> PipedRun:
+        self.thread.join(PIPED_S + 180)
+        assert self.run is not None, "the piped demo's watcher did not finish"
+        return self.run
+
+
+@pytest.fixture(scope="module")
+def piped_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipedDemo]:
+    """The piped demo, started once for the module and left running in the background."""
+    demo = PipedDemo(tmp_path_factory.mktemp("piped-demo"))
+    demo.start()
+    try:
+        yield demo
     finally:
-        if demo.poll() is None:
-            demo.kill()
-        demo.wait(30)
-        cat.wait(30)
-    text = out_path.read_text(errors="replace")
-    assert demo.returncode == 0, text[-3000:]
-    assert first_slow is not None, text[-3000:]
-    assert first_slow <= WITHIN_S, f"slow pages first shown {first_slow:.0f} s after start"
-    assert not ANSI.search(text), "escape codes in piped output"
-    # only the incident's region is slow, by the per-page evidence of the log
-    slow_regions = set(re.findall(r"slow pages: .* on \S+ \S+ (\S+) in the last", text))
-    assert slow_regions == {"eu-west"}, slow_regions
-    # alert changes, each with the region that explains it, and periodic status lines
-    alert_lines = re.findall(r"^\d\d:\d\d:\d\d alert (pending|firing) \w+ PageLoadSlow .*$",
-                             text, re.M)  # fmt: skip
-    assert alert_lines, text[-3000:]
-    assert "[region eu-west]" in text
-    status = re.findall(r"^\d\d:\d\d:\d\d status t\+\d+s: .* watermark lag \d+s \(normal\)", text,
-                        re.M)  # fmt: skip
-    assert len(status) >= PIPED_S // 20, text[-3000:]
-    _assert_nothing_left(tmpdir)
+        demo.stop()
+        demo.thread.join(60)
 
 
 class Tmux:
@@ -178,8 +223,10 @@ def _assert_view(lines: list[str], width: int, height: int) -> None:
 
 
 def test_live_view_in_a_terminal_at_100x30_and_200x50_then_sigterm(
-    tmp_path: Path, tmux: Tmux
+    tmp_path: Path, tmux: Tmux, piped_demo: PipedDemo
 ) -> None:
+    # the piped demo runs meanwhile (see the module's docstring); its broker starts first
+    piped_demo.wait_worker_ready(timeout=120)
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     env = _user_env(tmpdir)
@@ -224,3 +271,25 @@ def test_live_view_in_a_terminal_at_100x30_and_200x50_then_sigterm(
     assert status == "0", f"exit status {status}\n" + "\n".join(tmux.screen())
     assert "alerts at the end of the demo" in "\n".join(tmux.screen())
     _assert_nothing_left(tmpdir)
+
+
+# after the terminal test: the piped demo has run alongside it and is near its end
+def test_piped_demo_prints_readable_lines_and_leaves_nothing(piped_demo: PipedDemo) -> None:
+    run = piped_demo.result()
+    text, first_slow = run.text, run.first_slow
+    assert run.returncode == 0, text[-3000:]
+    assert first_slow is not None, text[-3000:]
+    assert first_slow <= WITHIN_S, f"slow pages first shown {first_slow:.0f} s after start"
+    assert not ANSI.search(text), "escape codes in piped output"
+    # only the incident's region is slow, by the per-page evidence of the log
+    slow_regions = set(re.findall(r"slow pages: .* on \S+ \S+ (\S+) in the last", text))
+    assert slow_regions == {"eu-west"}, slow_regions
+    # alert changes, each with the region that explains it, and periodic status lines
+    alert_lines = re.findall(r"^\d\d:\d\d:\d\d alert (pending|firing) \w+ PageLoadSlow .*$",
+                             text, re.M)  # fmt: skip
+    assert alert_lines, text[-3000:]
+    assert "[region eu-west]" in text
+    status = re.findall(r"^\d\d:\d\d:\d\d status t\+\d+s: .* watermark lag \d+s \(normal\)", text,
+                        re.M)  # fmt: skip
+    assert len(status) >= PIPED_S // 20, text[-3000:]
+    _assert_nothing_left(piped_demo.tmpdir)
