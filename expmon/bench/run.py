@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -69,6 +70,7 @@ from expmon.bench.scenarios import (
     CONFLUENT,
     FAUST,
     PIPELINE,
+    PIPELINE_1_OF_2,
     PIPELINE_2,
     PIPELINE_PROCESSES,
     QUIX,
@@ -78,6 +80,7 @@ from expmon.bench.scenarios import (
     REPLAY_KAFKA,
     SCENARIOS,
     SINGLE,
+    even_partitions,
 )
 from expmon.bench.statemem import measure_state_memory
 from expmon.errors import ExpmonError
@@ -211,14 +214,16 @@ def build_datasets(
     partitions: int,
     run_id: str,
     single_limit: int | None = None,
+    suffix: str = "",
 ) -> tuple[Dataset, Dataset]:
     """One pass over the events: single-event records keyed by session, and batch records.
 
     `single_limit` caps the single-event dataset (the batched one takes every event): the
     batched pipeline is ten times faster and needs more events for a steady measurement.
+    `suffix` ends the topic names (the same events on a second partition count).
     """
-    single = Dataset(SINGLE, f"expmon-bench-{run_id}-{SINGLE}", 1)
-    batched = Dataset(BATCH, f"expmon-bench-{run_id}-{BATCH}", batch_size)
+    single = Dataset(SINGLE, f"expmon-bench-{run_id}-{SINGLE}{suffix}", 1)
+    batched = Dataset(BATCH, f"expmon-bench-{run_id}-{BATCH}{suffix}", batch_size)
     chunk: list[Event] = []
 
     def flush() -> None:
@@ -514,6 +519,10 @@ NOTES = (
     "expmon pipeline, 2 processes: `expmon worker --processes 2`, the children's counts "
     "summed, timed from the first sample at which both have processed events (until the "
     "second joins the group the first has every partition); peak RSS is the larger child's",
+    "the 2-process scenario runs on its own topics (the same events) with a partition count "
+    "2 divides (4 beside the others' 3: over 3 partitions one child has twice the other's "
+    "work, at most 1.5x); `expmon pipeline, 1 process on the 2-process topics` is one worker "
+    "on those topics in the same run, what the 2-process figure is divided by",
     "Bytewax and Quix Streams: the same windowed job (expmon.bench.peers), timed like the "
     "worker by the events reaching their de-duplication; measured also shows the windows they "
     "emitted and the events they dropped as late",
@@ -743,6 +752,8 @@ class Runner:
             return self.ceiling(dataset, partitions, scenario)
         if scenario == PIPELINE:
             return self.pipeline(dataset)
+        if scenario == PIPELINE_1_OF_2:
+            return self.pipeline(dataset, reference_for=PIPELINE_PROCESSES)
         if scenario == PIPELINE_2:
             return self.pipeline(dataset, processes=PIPELINE_PROCESSES)
         if scenario in (REPLAY_KAFKA, REPLAY_FILE):
@@ -763,13 +774,19 @@ class Runner:
         result.windows_emitted = int(parse_events_total(text, topic, "expmon_bench_windows_total"))
         result.late_events = int(parse_events_total(text, topic, "expmon_bench_late_events_total"))
 
-    def pipeline(self, dataset: Dataset, processes: int = 1) -> ScenarioResult:
+    def pipeline(
+        self, dataset: Dataset, processes: int = 1, reference_for: int | None = None
+    ) -> ScenarioResult:
+        """`expmon worker` (`--processes N` when N > 1); `reference_for`: one process on the
+        N-process topics (PIPELINE_1_OF_2)."""
         app_id = f"expmon-bench-{self.run_id}-{dataset.name}"
         if processes > 1:
             app_id += f"-p{processes}"
+        elif reference_for is not None:
+            app_id += f"-p1of{reference_for}"
         ports = free_ports(processes)
         port = ports[0]
-        state_dir = self.workdir / f"state-{dataset.name}-p{processes}"
+        state_dir = self.workdir / f"state-{app_id}"
         env = self.env(
             EXPMON_APP_ID=app_id,
             EXPMON_TOPIC_PAGE_LOADS=dataset.topic,
@@ -784,7 +801,8 @@ class Runner:
         )  # fmt: skip
         cmd = [sys.executable, "-m", "expmon.cli", "--log-level", self.log_level, "worker"]
         if processes == 1:
-            return self.watched(PIPELINE, dataset, cmd, env, port)
+            scenario = PIPELINE if reference_for is None else PIPELINE_1_OF_2
+            return self.watched(scenario, dataset, cmd, env, port)
         cmd += ["--processes", str(processes)]
         return self.watched(PIPELINE_2, dataset, cmd, env, port, ports=ports)
 
@@ -981,25 +999,24 @@ def run_bench(
                 log_level="WARNING" if log_level == "INFO" else log_level,
                 quix_python=quix_python,
             )  # fmt: skip
-            datasets = (
-                ()
-                if not scenarios
-                else _prepare(
-                    settings,
-                    events=events,
-                    batch_events=batch_events,
-                    batch_size=batch_size,
-                    partitions=partitions,
-                    seed=seed,
-                    run_id=run_id,
-                    progress=progress,
-                )
+            prepare = functools.partial(
+                _prepare,
+                settings,
+                events=events,
+                batch_events=batch_events,
+                batch_size=batch_size,
+                seed=seed,
+                start_ms=int(time.time() * 1000 - max(events, batch_events) - 60_000),
+                run_id=run_id,
+                progress=progress,
             )
-            for scenario in scenarios:
-                for dataset in datasets:
-                    log.info("scenario %s on %s", scenario, dataset.name)
+            runs = bench_runs(scenarios, partitions)
+            datasets = {p: prepare(partitions=p, suffix=s) for p, s in dataset_specs(runs)}
+            for scenario, count in runs:
+                for dataset in datasets[count]:
+                    log.info("scenario %s on %s (%d partitions)", scenario, dataset.name, count)
                     try:
-                        result = runner.run(scenario, dataset, partitions)
+                        result = runner.run(scenario, dataset, count)
                     except (BenchError, OSError, ValueError, KeyError) as exc:
                         log.error("scenario %s on %s failed: %s", scenario, dataset.name, exc)
                         result = ScenarioResult(
@@ -1035,6 +1052,7 @@ def run_bench(
         "batch_events": batch_events,
         "batch_size": batch_size,
         "partitions": partitions,
+        "processes_partitions": even_partitions(partitions, PIPELINE_PROCESSES),
         "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average": _load_average(),
@@ -1058,6 +1076,30 @@ def run_bench(
     return 1 if failed else 0
 
 
+def bench_runs(scenarios: Sequence[str], partitions: int) -> list[tuple[str, int]]:
+    """(scenario, partition count of its topics) in the order they run.
+
+    The 2-process scenario runs on topics whose partition count 2 divides, after one
+    process on those same topics (its reference, PIPELINE_1_OF_2); every other scenario on
+    `partitions`.
+    """
+    even = even_partitions(partitions, PIPELINE_PROCESSES)
+    runs: list[tuple[str, int]] = []
+    for scenario in scenarios:
+        if scenario == PIPELINE_2:
+            runs += [(PIPELINE_1_OF_2, even), (PIPELINE_2, even)]
+        else:
+            runs.append((scenario, partitions))
+    return runs
+
+
+def dataset_specs(runs: Sequence[tuple[str, int]]) -> list[tuple[int, str]]:
+    """(partition count, topic-name suffix) of each pair of datasets the runs need: the
+    first count has plain names, another one `-p<count>`."""
+    counts = list(dict.fromkeys(count for _, count in runs))
+    return [(count, "" if i == 0 else f"-p{count}") for i, count in enumerate(counts)]
+
+
 def _load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -1073,17 +1115,20 @@ def _prepare(
     batch_size: int,
     partitions: int,
     seed: int,
+    start_ms: int,
     run_id: str,
     progress: Progress,
+    suffix: str = "",
 ) -> tuple[Dataset, Dataset]:
     """Generate both datasets, create their topics and produce them (untimed)."""
     task = progress.add_task("generating events", total=None)
     datasets = build_datasets(
-        generate_events(max(events, batch_events), seed=seed),
+        generate_events(max(events, batch_events), seed=seed, start_ms=start_ms),
         batch_size,
         partitions,
         run_id,
         single_limit=events,
+        suffix=suffix,
     )
     progress.remove_task(task)
     ensure_topics(settings, [TopicSpec(d.topic, partitions) for d in datasets])
@@ -1114,12 +1159,15 @@ __all__ = [
     "CONFLUENT",
     "FAUST",
     "PIPELINE",
+    "PIPELINE_1_OF_2",
     "PIPELINE_2",
     "QUIX",
     "SCENARIOS",
     "SINGLE",
     "ScenarioResult",
+    "bench_runs",
     "build_datasets",
+    "dataset_specs",
     "fill_ratios",
     "generate_events",
     "measure",

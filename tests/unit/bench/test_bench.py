@@ -17,12 +17,16 @@ from expmon.bench.run import (
     CONFLUENT,
     FAUST,
     PIPELINE,
+    PIPELINE_1_OF_2,
+    PIPELINE_2,
     POLL_SECONDS,
     POLL_SLOW_SECONDS,
     QUIX,
     SINGLE,
     ScenarioResult,
+    bench_runs,
     build_datasets,
+    dataset_specs,
     fill_ratios,
     free_ports,
     generate_events,
@@ -35,6 +39,7 @@ from expmon.bench.run import (
     reference_ratio,
     table_rows,
 )
+from expmon.bench.scenarios import even_partitions
 from expmon.memory import parse_vm_hwm_kb, read_vm_hwm_kb
 from expmon.settings import Settings
 from expmon.sim.catalogue import PAGES, PLATFORM_WEIGHTS, REGION_WEIGHTS
@@ -314,3 +319,37 @@ def test_exposition_figures_show_the_budget_holding() -> None:
 )
 def test_processes_count(counts: list[float | None], total: float, expected: float | None) -> None:
     assert processes_count(counts, total) == expected
+
+
+@pytest.mark.parametrize(
+    ("partitions", "processes", "expected"),
+    [(3, 2, 4), (4, 2, 4), (1, 2, 2), (3, 1, 3), (5, 3, 6), (6, 4, 8)],
+)
+def test_even_partitions_is_the_smallest_multiple_at_or_above(
+    partitions: int, processes: int, expected: int
+) -> None:
+    assert even_partitions(partitions, processes) == expected
+
+
+def test_even_partitions_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="must be >= 1"):
+        even_partitions(0, 2)
+
+
+def test_two_processes_run_on_even_topics_after_one_process_on_them() -> None:
+    runs = bench_runs([BARE, PIPELINE, PIPELINE_2, BYTEWAX], 3)
+    assert runs == [(BARE, 3), (PIPELINE, 3), (PIPELINE_1_OF_2, 4), (PIPELINE_2, 4), (BYTEWAX, 3)]
+    # one pair of datasets per partition count, the first with plain topic names
+    assert dataset_specs(runs) == [(3, ""), (4, "-p4")]
+    assert dataset_specs(bench_runs([PIPELINE_2], 3)) == [(4, "")]
+    assert dataset_specs(bench_runs([PIPELINE], 4)) == [(4, "")]
+
+
+def test_datasets_on_another_partition_count_have_their_own_topics() -> None:
+    events = list(generate_events(250, start_ms=0))
+    plain = build_datasets(iter(events), 100, 3, "r")
+    even = build_datasets(iter(events), 100, 4, "r", suffix="-p4")
+    assert [d.topic for d in even] == [d.topic + "-p4" for d in plain]
+    assert [d.events for d in even] == [d.events for d in plain]
+    assert {p for p, _, _ in even[1].records} == {0, 1, 2}
+    assert {p for p, _, _ in even[0].records} <= set(range(4))

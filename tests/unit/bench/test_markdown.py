@@ -13,6 +13,7 @@ from expmon.bench.scenarios import (
     BYTEWAX,
     CONFLUENT,
     PIPELINE,
+    PIPELINE_1_OF_2,
     PIPELINE_2,
     QUIX,
     SINGLE,
@@ -31,6 +32,7 @@ RESULTS = [
     row(CONFLUENT, SINGLE, 500_000.0),
     row(PIPELINE, SINGLE, 100_000.0, 150.0),
     row(PIPELINE, BATCH, 240_000.0, 170.0),
+    row(PIPELINE_1_OF_2, BATCH, 210_000.0, 165.0),
     row(PIPELINE_2, BATCH, 420_000.0, 160.0),
     row(BYTEWAX, SINGLE, 40_000.0),
     row(BYTEWAX, BATCH, 60_000.0),
@@ -46,6 +48,7 @@ FIGURES = {(r["scenario"], r["dataset"]): r for r in RESULTS}
         (PIPELINE, CONFLUENT, SINGLE, 0.2),
         (PIPELINE, BYTEWAX, BATCH, 4.0),
         (PIPELINE_2, PIPELINE, BATCH, 1.75),
+        (PIPELINE_2, PIPELINE_1_OF_2, BATCH, 2.0),
         (PIPELINE, CONFLUENT, BATCH, None),  # no confluent figure on batch
         (PIPELINE, QUIX, SINGLE, None),  # Quix failed
         (PIPELINE_2, PIPELINE, SINGLE, None),
@@ -64,6 +67,7 @@ def test_throughput_table_in_scenario_order_with_gaps_as_dashes() -> None:
         "| bare aiokafka+orjson | 400,000 | 600,000 | 60 / 80 |",
         "| bare confluent-kafka+orjson | 500,000 | - | - / - |",
         "| expmon pipeline | 100,000 | 240,000 | 150 / 170 |",
+        "| expmon pipeline, 1 process on the 2-process topics | - | 210,000 | - / 165 |",
         "| expmon pipeline, 2 processes | - | 420,000 | - / 160 |",
         "| Bytewax | 40,000 | 60,000 | - / - |",
         "| Quix Streams | - | - | - / - |",
@@ -78,7 +82,8 @@ def test_ratio_table_leaves_out_pairs_without_any_figure() -> None:
         "| expmon pipeline / Bytewax | 2.50x | 4.00x |",
         "| expmon pipeline, 2 processes / bare aiokafka+orjson | - | 0.70x |",
         "| expmon pipeline, 2 processes / Bytewax | - | 7.00x |",
-        "| expmon pipeline, 2 processes / expmon pipeline | - | 1.75x |",
+        "| expmon pipeline, 2 processes / expmon pipeline, 1 process on the 2-process topics "
+        "| - | 2.00x |",
     ]
 
 
