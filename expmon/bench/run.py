@@ -306,6 +306,20 @@ class ScenarioResult:
     # the peers' own account at the end (expmon.bench.peers.common.EventCount)
     windows_emitted: int | None = None
     late_events: int | None = None
+    # over the measured window (watched scenarios): CPU seconds of the scenario's
+    # processes, the cores they kept busy, the machine's busy share (any process: the
+    # broker, other load), and for N processes each one's events and the solo tail
+    cpu_seconds: float | None = None
+    busy_cores: float | None = None
+    machine_busy: float | None = None
+    process_events: list[float] | None = None
+    tail_seconds: float | None = None
+
+    @property
+    def events_per_cpu_s(self) -> float | None:
+        if not self.cpu_seconds or self.measured_events <= 0 or self.error is not None:
+            return None
+        return self.measured_events / self.cpu_seconds
 
     @property
     def events_per_s(self) -> float | None:
@@ -322,6 +336,7 @@ class ScenarioResult:
         data = asdict(self)
         data["events_per_s"] = self.events_per_s
         data["records_per_s"] = self.records_per_s
+        data["events_per_cpu_s"] = self.events_per_cpu_s
         return data
 
 
@@ -348,20 +363,91 @@ def reference_ratio(result: ScenarioResult, reference: str) -> float | None:
     return result.ratios.get(reference)
 
 
+def measured_window(samples: Sequence[tuple[float, float]], total: float) -> tuple[int, int] | None:
+    """Indices of the first sample with a nonzero count and of the first reaching `total`
+    (else the last sample); None before any event."""
+    first = next((i for i, s in enumerate(samples) if s[1] > 0), None)
+    if first is None:
+        return None
+    last = next((i for i, s in enumerate(samples) if s[1] >= total), len(samples) - 1)
+    return first, last
+
+
 def measure(samples: Sequence[tuple[float, float]], total: float) -> tuple[float, float, bool]:
     """(events, seconds, complete) from (time, count) samples.
 
     From the first sample with a nonzero count to the first reaching `total` (or the
     last sample, then `complete` is False).
     """
-    first = next((s for s in samples if s[1] > 0), None)
-    if first is None:
+    window = measured_window(samples, total)
+    if window is None:
         return 0.0, 0.0, False
-    last = next((s for s in samples if s[1] >= total), None)
-    complete = last is not None
-    if last is None:
-        last = samples[-1]
-    return last[1] - first[1], last[0] - first[0], complete
+    first, last = samples[window[0]], samples[window[1]]
+    return last[1] - first[1], last[0] - first[0], last[1] >= total
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds at one poll: the scenario's processes (a supervisor's children), and
+    the machine's idle and total time over all cores (/proc/stat)."""
+
+    process_s: float
+    idle_s: float
+    total_s: float
+
+
+def parse_process_cpu_s(stat_text: str, hz: int) -> float:
+    """utime + stime of a /proc/<pid>/stat line, in seconds (the name may hold spaces)."""
+    fields = stat_text[stat_text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / hz
+
+
+def parse_machine_cpu_s(stat_text: str, hz: int) -> tuple[float, float]:
+    """(idle incl. iowait, total) seconds over all cores from /proc/stat's `cpu` line."""
+    for line in stat_text.splitlines():
+        if line.startswith("cpu "):
+            ticks = [int(x) for x in line.split()[1:9]]
+            return (ticks[3] + ticks[4]) / hz, sum(ticks) / hz
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def cpu_sample(pids: Iterable[int]) -> CpuSample | None:
+    """The CPU of `pids` (those still running) and of the machine, None off Linux."""
+    hz = os.sysconf("SC_CLK_TCK")
+    try:
+        idle, total = parse_machine_cpu_s(Path("/proc/stat").read_text(), hz)
+    except (OSError, ValueError):
+        return None
+    process = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            process += parse_process_cpu_s(Path(f"/proc/{pid}/stat").read_text(), hz)
+    return CpuSample(process, idle, total)
+
+
+def cpu_figures(start: CpuSample, end: CpuSample, seconds: float) -> tuple[float, float, float]:
+    """(CPU seconds of the processes, cores they kept busy, share of the machine busy with
+    anything) between two samples."""
+    cpu_s = end.process_s - start.process_s
+    total = end.total_s - start.total_s
+    busy = 1.0 - (end.idle_s - start.idle_s) / total if total > 0 else 0.0
+    return cpu_s, cpu_s / seconds if seconds > 0 else 0.0, busy
+
+
+def solo_tail_seconds(
+    times: Sequence[float], per_process: Sequence[Sequence[float]], first: int, last: int
+) -> float:
+    """Seconds at the end of the window [first, last] during which some process had
+    already done its last event while another still worked (their partitions drained
+    unevenly): from the earliest sample at which a process's count reached its final one."""
+    if last <= first or not per_process or len(per_process[0]) < 2:
+        return 0.0
+    final = per_process[last]
+    done = [
+        next(i for i in range(first, last + 1) if per_process[i][p] >= final[p])
+        for p in range(len(final))
+    ]
+    return times[last] - times[min(done)]
 
 
 def next_poll_interval(samples: Sequence[tuple[float, float]], total: float) -> float:
@@ -429,6 +515,10 @@ def table_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
                 measured += " (capped)"
             if r.windows_emitted is not None:
                 measured += f"; {r.windows_emitted:,} windows, {r.late_events or 0:,} late"
+            if r.busy_cores is not None and r.machine_busy is not None:
+                measured += f"; {r.busy_cores:.2f} cores, machine {100 * r.machine_busy:.0f} % busy"
+            if r.tail_seconds:
+                measured += f"; {r.tail_seconds:.1f} s solo tail"
         rows.append(
             [
                 r.scenario,
@@ -527,6 +617,11 @@ NOTES = (
     "worker by the events reaching their de-duplication; measured also shows the windows they "
     "emitted and the events they dropped as late",
     "every scenario is its own process; peak RSS = its VmHWM at the end",
+    "watched scenarios (the worker, faust, the peers): over the measured window, the cores "
+    "their processes kept busy (utime+stime) and the machine's busy share (any process, "
+    "the broker too; near 100 % the figure is bound by the shared cores); JSON "
+    "`cpu_seconds`, `events_per_cpu_s`; for N processes `process_events` (each one's share) "
+    "and `tail_seconds` (at the end, one had drained its partitions while another worked)",
     "expmon pipeline and plain faust agent: expmon_events_total polled from "
     "/metrics?name[]=expmon_events_total every 0.1 s until the first event and near the "
     "end, every 1 s in between (the full page is scraped only at the end: its size and time)",
@@ -569,9 +664,8 @@ def _scrape(port: int, topic: str, only_events: bool = True) -> tuple[float, int
         return None
 
 
-def _scrape_count(ports: Sequence[int], topic: str, total: float) -> float | None:
-    scraped = [_scrape(p, topic) for p in ports]
-    return processes_count([None if s is None else s[0] for s in scraped], total)
+def _scrape_counts(ports: Sequence[int], topic: str) -> list[float | None]:
+    return [None if s is None else s[0] for s in (_scrape(p, topic) for p in ports)]
 
 
 def processes_count(counts: Sequence[float | None], total: float) -> float | None:
@@ -681,6 +775,8 @@ class Runner:
         total = float(dataset.events)
         task = self.progress.add_task(f"{scenario} / {dataset.name}", total=total)
         samples: list[tuple[float, float]] = []
+        per_process: list[list[float]] = []  # each process's count at each sample
+        cpu: list[CpuSample | None] = []
         started = time.monotonic()
         with logfile.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -694,9 +790,12 @@ class Runner:
                         f" ({samples[-1][1] if samples else 0:.0f}/{total:.0f} events)"
                         f"\n{_tail(logfile)}"
                     )
-                count = _scrape_count(ports, dataset.topic, total)
+                counts = _scrape_counts(ports, dataset.topic)
+                count = processes_count(counts, total)
                 if count is not None:
                     samples.append((time.perf_counter(), count))
+                    per_process.append([c or 0.0 for c in counts])
+                    cpu.append(cpu_sample(_child_pids(proc.pid) or [proc.pid]))
                     self.progress.update(task, completed=count)
                     if count > 0 and first_at is None:
                         first_at = tick
@@ -737,6 +836,20 @@ class Runner:
             )
         result.measured_events, result.seconds, result.complete = events, seconds, complete
         result.polls = len(samples)
+        window = measured_window(samples, total)
+        if window is not None:
+            first, last = window
+            start, end = cpu[first], cpu[last]
+            if start is not None and end is not None:
+                result.cpu_seconds, result.busy_cores, result.machine_busy = (
+                    round(x, 3) for x in cpu_figures(start, end, seconds)
+                )
+            if len(ports) > 1:
+                result.process_events = [
+                    b - a for a, b in zip(per_process[first], per_process[last], strict=True)
+                ]
+                times = [t for t, _ in samples]
+                result.tail_seconds = round(solo_tail_seconds(times, per_process, first, last), 2)
         return result
 
     @staticmethod

@@ -23,20 +23,27 @@ from expmon.bench.run import (
     POLL_SLOW_SECONDS,
     QUIX,
     SINGLE,
+    CpuSample,
     ScenarioResult,
     bench_runs,
     build_datasets,
+    cpu_figures,
+    cpu_sample,
     dataset_specs,
     fill_ratios,
     free_ports,
     generate_events,
     machine_info,
     measure,
+    measured_window,
     missing_package,
     next_poll_interval,
     parse_events_total,
+    parse_machine_cpu_s,
+    parse_process_cpu_s,
     processes_count,
     reference_ratio,
+    solo_tail_seconds,
     table_rows,
 )
 from expmon.bench.scenarios import even_partitions
@@ -353,3 +360,54 @@ def test_datasets_on_another_partition_count_have_their_own_topics() -> None:
     assert [d.events for d in even] == [d.events for d in plain]
     assert {p for p, _, _ in even[1].records} == {0, 1, 2}
     assert {p for p, _, _ in even[0].records} <= set(range(4))
+
+
+def test_measured_window_indices() -> None:
+    samples = [(0.0, 0.0), (1.0, 10.0), (2.0, 50.0), (3.0, 100.0), (4.0, 100.0)]
+    assert measured_window(samples, 100) == (1, 3)
+    assert measured_window(samples[:3], 100) == (1, 2)  # capped: to the last sample
+    assert measured_window([(0.0, 0.0)], 100) is None
+
+
+def test_process_cpu_from_proc_stat_with_spaces_in_the_name() -> None:
+    fields = ["S", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "250", "50", "0", "0"]
+    line = "4242 (python (worker) x) " + " ".join(fields) + "\n"
+    assert parse_process_cpu_s(line, 100) == pytest.approx(3.0)
+
+
+def test_machine_cpu_counts_iowait_as_idle() -> None:
+    text = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n"
+    assert parse_machine_cpu_s(text, 100) == pytest.approx((8.4, 10.0))
+    with pytest.raises(ValueError, match="no cpu line"):
+        parse_machine_cpu_s("intr 1 2\n", 100)
+
+
+def test_cpu_figures_over_a_window() -> None:
+    start, end = CpuSample(1.0, 10.0, 20.0), CpuSample(4.0, 10.5, 24.0)
+    cpu_s, cores, busy = cpu_figures(start, end, seconds=2.0)
+    assert (cpu_s, cores) == pytest.approx((3.0, 1.5))
+    assert busy == pytest.approx(1 - 0.5 / 4.0)
+
+
+def test_cpu_sample_of_this_process() -> None:
+    sample = cpu_sample([os.getpid()])
+    assert sample is not None and sample.process_s > 0 and 0 <= sample.idle_s <= sample.total_s
+
+
+def test_solo_tail_from_the_first_process_to_drain() -> None:
+    times = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    counts = [[0, 0], [5, 5], [10, 10], [15, 12], [15, 14], [15, 16]]
+    # the first reached its final 15 at t=3; the second worked on until t=5
+    assert solo_tail_seconds(times, counts, 1, 5) == pytest.approx(2.0)
+    even = [[0, 0], [5, 5], [10, 10], [15, 15]]
+    assert solo_tail_seconds(times[:4], even, 1, 3) == 0.0
+    assert solo_tail_seconds(times[:2], [[0], [4]], 0, 1) == 0.0  # one process: no tail
+
+
+def test_table_shows_cores_machine_and_tail() -> None:
+    r = ScenarioResult(PIPELINE_2, BATCH, 100, measured_events=1e6, seconds=5.0)
+    r.cpu_seconds, r.busy_cores, r.machine_busy, r.tail_seconds = 9.0, 1.8, 0.97, 1.2
+    assert r.events_per_cpu_s == pytest.approx(1e6 / 9.0)
+    measured = table_rows([r])[0][-1]
+    assert "1.80 cores, machine 97 % busy" in measured and "1.2 s solo tail" in measured
+    assert r.to_dict()["events_per_cpu_s"] == pytest.approx(1e6 / 9.0)
