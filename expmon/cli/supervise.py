@@ -5,11 +5,22 @@ and its exit code, stops the others (SIGTERM, each child's shutdown is bounded) 
 non-zero, so the service manager (systemd, Kubernetes, docker) that knows the restart
 policy restarts the whole set. The children share one consumer group (the app id), so
 the group rebalances the partitions over the ones left while that happens.
+
+Start: the children join the consumer group together. Each one sets itself up (imports,
+broker checks, topics, the app: seconds, and longer when the first child to finish already
+takes a core), writes one byte to a shared "ready" pipe and waits on its own "go" pipe;
+when all are ready the supervisor releases them at once (`release_when_ready`). Without
+it a child ready seconds before the others took every partition, processed alone, and was
+rebalanced as each of the others joined (on a 2-core machine the second joined 4-6 s
+late; a broker's 3 s group.initial.rebalance.delay.ms does not cover that).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import signal
 import subprocess
 import time
@@ -22,7 +33,10 @@ from expmon.errors import UsageError
 log = logging.getLogger(__name__)
 
 # flags the supervisor sets per child; the child's copy of the command line drops them
-_PER_CHILD_FLAGS = ("--processes", "--metrics-port")
+_PER_CHILD_FLAGS = ("--processes", "--metrics-port", "--start-barrier")
+READY = b"r"
+GO = b"g"
+START_BARRIER_TIMEOUT_SECONDS = 120.0  # a child still not set up by then starts anyway
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,75 @@ def first_exited(children: Sequence[subprocess.Popen[bytes]]) -> int | None:
         if child.poll() is not None:
             return i
     return None
+
+
+def barrier_flag(ready_fd: int, go_fd: int) -> list[str]:
+    """The child's hidden `--start-barrier READY,GO` (inherited pipe descriptors)."""
+    return ["--start-barrier", f"{ready_fd},{go_fd}"]
+
+
+def parse_barrier(value: str) -> tuple[int, int]:
+    """`READY,GO` -> the two descriptors."""
+    try:
+        ready, go = (int(x) for x in value.split(","))
+    except ValueError:
+        raise UsageError(f"--start-barrier wants READY_FD,GO_FD, not {value!r}") from None
+    return ready, go
+
+
+def wait_for_release(ready_fd: int, go_fd: int, timeout_s: float) -> bool:
+    """In a child, set up and about to join the group: say so, wait for the others.
+
+    True when released; False on a timeout or when the supervisor is gone (EOF): the
+    child then starts anyway (a late join costs a rebalance, not correctness).
+    """
+    try:
+        os.write(ready_fd, READY)
+    except OSError:
+        return False
+    finally:
+        os.close(ready_fd)
+    try:
+        readable, _, _ = select.select([go_fd], [], [], timeout_s)
+        return bool(readable) and os.read(go_fd, 1) == GO
+    finally:
+        os.close(go_fd)
+
+
+def release_when_ready(
+    ready_fd: int,
+    go_fds: Sequence[int],
+    children: Sequence[subprocess.Popen[bytes]],
+    timeout_s: float,
+    poll_seconds: float = 0.2,
+) -> bool:
+    """In the supervisor: wait until every child wrote its ready byte, then release all
+    at once (and close the pipes). True if all were ready; False if one exited first or
+    the timeout passed: the others are released anyway (`supervise` sees the exit)."""
+    ready = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while ready < len(go_fds) and first_exited(children) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning(
+                    "%d of %d worker processes ready after %.0f s: starting them all",
+                    ready, len(go_fds), timeout_s,
+                )  # fmt: skip
+                break
+            readable, _, _ = select.select([ready_fd], [], [], min(poll_seconds, left))
+            if readable:
+                got = os.read(ready_fd, len(go_fds))
+                if not got:  # every child closed its end
+                    break
+                ready += len(got)
+        return ready >= len(go_fds)
+    finally:
+        for fd in go_fds:
+            with contextlib.suppress(OSError):  # that child is gone
+                os.write(fd, GO)
+            os.close(fd)
+        os.close(ready_fd)
 
 
 def supervise(

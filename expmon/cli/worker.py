@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from expmon.cli.common import Verbs, add_verb, ensure_port_free, port, settings_from
-from expmon.cli.supervise import child_argv, plan_children, supervise
+from expmon.cli.supervise import (
+    START_BARRIER_TIMEOUT_SECONDS,
+    barrier_flag,
+    child_argv,
+    parse_barrier,
+    plan_children,
+    release_when_ready,
+    supervise,
+    wait_for_release,
+)
 from expmon.errors import TopicError
 from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import input_topics
@@ -48,6 +57,8 @@ def add_parser(verbs: Verbs) -> None:
         "--metrics-port + i, state under <state dir>/process-i; if one exits, all stop "
         "and the exit is non-zero; default 1)",
     )
+    # set by the supervisor of --processes N on each child (expmon.cli.supervise)
+    w.add_argument("--start-barrier", metavar="READY,GO", help=argparse.SUPPRESS)
     w.add_argument("--metrics-host", help="bind address (default 127.0.0.1)")
     w.add_argument("--metrics-port", type=port, help="port for /metrics (default 9477)")
     w.add_argument(
@@ -81,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         rules_files=tuple(args.rules) if args.rules else None,
         alertmanager_url=args.alertmanager_url,
     )
-    run_worker(settings, create_topics=not args.no_create_topics)
+    barrier = parse_barrier(args.start_barrier) if args.start_barrier else None
+    run_worker(settings, create_topics=not args.no_create_topics, barrier=barrier)
     return 0
 
 
@@ -99,8 +111,14 @@ def input_partitions(settings: Settings, create_topics: bool = True) -> dict[str
     return counts
 
 
-def run_worker(settings: Settings, create_topics: bool = True) -> None:
-    """Run until SIGINT/SIGTERM; faust's worker handles the signals and a clean shutdown."""
+def run_worker(
+    settings: Settings, create_topics: bool = True, barrier: tuple[int, int] | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM; faust's worker handles the signals and a clean shutdown.
+
+    `barrier`: a supervisor's (ready, go) pipes: once set up, wait for the other processes
+    so that all join the consumer group together.
+    """
     import faust  # deferred: importing faust is slow and only the worker needs it
 
     from expmon.alerting.rules import load_rules
@@ -148,6 +166,8 @@ def run_worker(settings: Settings, create_topics: bool = True) -> None:
         quiet=True,
         redirect_stdouts=False,
     )
+    if barrier is not None and not wait_for_release(*barrier, START_BARRIER_TIMEOUT_SECONDS):
+        log.warning("not released by the supervisor: joining the consumer group anyway")
     with throughput_gc():
         worker.execute_from_commandline()
 
@@ -161,6 +181,8 @@ def run_processes(args: argparse.Namespace) -> int:
     plans = plan_children(args.processes, settings.metrics_port, settings.state_dir)
     argv = [sys.executable, "-m", "expmon.cli", *child_argv(sys.argv[1:])]
     children = []
+    ready_r, ready_w = os.pipe()
+    go_fds = []
     for plan in plans:
         log.info(
             "worker process %d: /metrics on port %d, state in %s",
@@ -170,9 +192,20 @@ def run_processes(args: argparse.Namespace) -> int:
         )
         # own session: a terminal's Ctrl-C reaches the supervisor only, which forwards
         # it once (a second SIGINT would cut faust's clean stop short)
+        go_r, go_w = os.pipe()
         children.append(
-            subprocess.Popen(argv, env={**os.environ, **plan.env()}, start_new_session=True)
+            subprocess.Popen(
+                [*argv, *barrier_flag(ready_w, go_r)],
+                env={**os.environ, **plan.env()},
+                start_new_session=True,
+                pass_fds=(ready_w, go_r),
+            )
         )
+        os.close(go_r)
+        go_fds.append(go_w)
+    os.close(ready_w)  # EOF on ready_r once every child closed its end
+    if release_when_ready(ready_r, go_fds, children, START_BARRIER_TIMEOUT_SECONDS + 10.0):
+        log.info("%d worker processes set up: joining the consumer group together", len(plans))
     # each child bounds its own shutdown; a little more here before a kill
     return supervise(children, stop_grace_seconds=SHUTDOWN_GRACE_SECONDS + 5.0)
 
