@@ -208,6 +208,35 @@ class PartitionWindows(Generic[A]):
         dirty.add(key)  # parts are worked out per checkpoint, not per event
         return acc
 
+    def labelled_accumulator(self, event_ms: int, values: Key, caps: tuple[int, ...]) -> A:
+        """`accumulator` of the key that `label` makes of `values`, in one step.
+
+        The value at each of `label_positions` is labelled with the cap in the same place
+        of `caps` (in that order, as separate `label` calls would). A key already in the
+        window is its own labelled form: its values were noted when it was made or
+        restored, and `label` keeps a noted value. So a key seen before in the window (the
+        common case: keys are few, events many) costs one lookup; only a new one is
+        labelled value by value.
+        """
+        start = event_ms - event_ms % self.window_ms
+        window = self.windows.get(start)
+        acc = None if window is None else window.get(values)
+        if acc is None:
+            return self.accumulator(event_ms, self.labelled_key(event_ms, values, caps))
+        dirty = self._dirty.get(start)
+        if dirty is None:
+            dirty = self._dirty[start] = set()
+        dirty.add(values)
+        return acc
+
+    def labelled_key(self, event_ms: int, values: Key, caps: tuple[int, ...]) -> Key:
+        """`values` with the value at each of `label_positions` labelled (see `label`)."""
+        space = values[0] if self.label_spaces and values else ""
+        key = list(values)
+        for position, cap in zip(self.label_positions, caps, strict=True):
+            key[position] = self.label(event_ms, position, values[position], cap, space)
+        return tuple(key)
+
     def label(self, event_ms: int, position: int, value: str, cap: int, space: str = "") -> str:
         """`value` if it is (or can become) one of the window's first `cap` values, else other.
 

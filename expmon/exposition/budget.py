@@ -192,7 +192,7 @@ def fill_page_loads(
                 for i in range(1 + 60 // (1 + p + r)):
                     load_ms = 300.0 + 97.0 * i + 11.0 * p
                     acc.add(load_ms, stage.slow_ms, stage.apdex_t_ms, f"e-{p}-{r}-{i}")
-                    stage.histogram.observe(stage.histogram_pages(page), device, load_ms)
+                    stage.histogram.observe(page, device, load_ms)
     for view in settings.views:
         length = parse_duration_seconds(view) * 1000
         rows = summarize_rows(

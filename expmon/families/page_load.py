@@ -242,24 +242,40 @@ class LoadHistogram:
     """Cumulative load-time histogram per (page, device), counted at ingestion.
 
     Plain counters rather than prometheus_client.Histogram.observe: one bisect and two
-    additions per event, read by a collector at scrape time.
+    additions per event, read by a collector at scrape time. Pages are bounded first come
+    (`pages`, a process-wide LabelLimiter); a limiter keeps its answer for a value (once
+    admitted always admitted, once full always full), so the bounded key of each raw
+    (page, device) is worked out once and the counters looked up by the raw pair.
     """
 
-    def __init__(self, buckets_seconds: tuple[float, ...] = LOAD_BUCKETS_SECONDS) -> None:
+    def __init__(
+        self, pages: LabelLimiter, buckets_seconds: tuple[float, ...] = LOAD_BUCKETS_SECONDS
+    ) -> None:
+        self.pages = pages
         self.buckets_ms = tuple(b * 1000 for b in buckets_seconds)
         self.buckets_seconds = buckets_seconds
         # key -> [per-bucket counts (last: +Inf)..., ], sum_ms
         self.counts: dict[tuple[str, str], list[int]] = {}
         self.sums_ms: dict[tuple[str, str], float] = {}
+        # raw (page, device) -> the counts and the key (bounded page) they are kept under
+        self._cells: dict[tuple[str, str], tuple[list[int], tuple[str, str]]] = {}
 
     def observe(self, page: str, device: str, load_ms: float) -> None:
-        key = (page, device)
+        """Count a load of the raw `page` (bounded here) on `device`."""
+        cell = self._cells.get((page, device))
+        if cell is None:
+            cell = self._cells[(page, device)] = self._cell(page, device)
+        counts, key = cell
+        counts[bisect_left(self.buckets_ms, load_ms)] += 1
+        self.sums_ms[key] += load_ms
+
+    def _cell(self, page: str, device: str) -> tuple[list[int], tuple[str, str]]:
+        key = (self.pages(page), device)
         counts = self.counts.get(key)
         if counts is None:
             counts = self.counts[key] = [0] * (len(self.buckets_ms) + 1)
             self.sums_ms[key] = 0.0
-        counts[bisect_left(self.buckets_ms, load_ms)] += 1
-        self.sums_ms[key] += load_ms
+        return counts, key
 
 
 class PageLoadStage(WindowedStage[PageLoadAccumulator]):
@@ -284,10 +300,11 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         # process-wide histogram keeps a first-come bound (see expmon.engine.labels).
         self.page_cap = LABEL_HEADROOM * settings.max_pages
         self.region_cap = LABEL_HEADROOM * settings.max_regions
-        self.histogram_pages = LabelLimiter(settings.max_pages)
+        # the caps of the labelled places of a key, in `label_positions` order
+        self.label_caps = (self.page_cap, self.region_cap)
         self.slow_ms = settings.slow_threshold_seconds * 1000
         self.apdex_t_ms = settings.apdex_t_seconds * 1000
-        self.histogram = LoadHistogram()
+        self.histogram = LoadHistogram(LabelLimiter(settings.max_pages))
         self.bounce_ms = int(settings.bounce_seconds * 1000)
         self.vitals = web_vitals.VitalsRater(settings)
 
@@ -300,21 +317,30 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
     def add_event(
         self, windows: PartitionWindows[PageLoadAccumulator], event: Event, event_ms: int
     ) -> None:
-        page = windows.label(event_ms, 0, event["page"], self.page_cap)
         device: str = event["device"]
-        key = (page, device, windows.label(event_ms, 2, event["region"], self.region_cap))
         if self.vitals.carries(event):
+            # Labelled before the vitals' key is made (it adds region `all` to the window's
+            # region values), as every load's key is.
+            key = windows.labelled_key(
+                event_ms, (event["page"], device, event["region"]), self.label_caps
+            )
             # per page and device only (region `all`): per-region sketches of five vitals
             # would multiply the state, partials and merge work by the region count
-            self.vitals.add(windows.accumulator(event_ms, (page, device, ALL)).vitals, event)
-        load = event.get("load_ms")
-        if load is None:
-            return  # vital-only (a beacon): no load figures, not a page view for bounce
+            self.vitals.add(windows.accumulator(event_ms, (key[0], device, ALL)).vitals, event)
+            load = event.get("load_ms")
+            if load is None:
+                return  # vital-only (a beacon): no load figures, not a page view for bounce
+            acc = windows.accumulator(event_ms, key)
+        else:
+            load = event.get("load_ms")
+            if load is None:
+                return  # the validators let no such event through; stay safe if they do
+            acc = windows.labelled_accumulator(
+                event_ms, (event["page"], device, event["region"]), self.label_caps
+            )
         load_ms = float(load)
-        windows.accumulator(event_ms, key).add(
-            load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"]
-        )
-        self.histogram.observe(self.histogram_pages(event["page"]), device, load_ms)
+        acc.add(load_ms, self.slow_ms, self.apdex_t_ms, event["event_id"])
+        self.histogram.observe(event["page"], device, load_ms)
         self._track_session(windows, event, event_ms)
 
     def _track_session(
@@ -355,13 +381,7 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
     ) -> None:
         # The landing page's raw values, labelled in the window the session end goes into
         # (a session that started before this version keeps its labelled ones).
-        page, device, region = entity["land"]
-        key = (
-            windows.label(deadline, 0, page, self.page_cap),
-            device,
-            windows.label(deadline, 2, region, self.region_cap),
-        )
-        acc = windows.accumulator(deadline, key)
+        acc = windows.labelled_accumulator(deadline, tuple(entity["land"]), self.label_caps)
         acc.sessions += 1
         if entity["views"] == 1:
             acc.bounces += 1

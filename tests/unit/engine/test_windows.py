@@ -216,3 +216,59 @@ def test_label_caps_values_per_window(
     again.label_spaces = spaces
     again.restore(pw.checkpoint().writes.items())
     assert [again.label(T0 + 5, pos, value, 2, space) for pos, value, space in asks] == want
+
+
+# (page, device, region)-like keys, places 0 and 2 labelled with caps 2 and 1; `made`: keys
+# made beforehand with `accumulator` as they are (a fixed value, like page loads' region
+# `all`, counts among the window's values without being labelled)
+@pytest.mark.parametrize(
+    ("made", "asks", "want"),
+    [
+        ([], [("a", "m", "x"), ("a", "m", "x"), ("a", "d", "x")],
+         [("a", "m", "x"), ("a", "m", "x"), ("a", "d", "x")]),
+        ([], [("a", "m", "x"), ("b", "m", "y"), ("c", "m", "x"), ("a", "d", "z"), ("c", "d", "w")],
+         [("a", "m", "x"), ("b", "m", "other"), ("other", "m", "x"), ("a", "d", "other"),
+          ("other", "d", "other")]),
+        # a fixed value took the only region place: a key with it is found as it is
+        ([("a", "m", "all")], [("a", "m", "x"), ("a", "m", "all"), ("b", "d", "all")],
+         [("a", "m", "other"), ("a", "m", "all"), ("b", "d", "all")]),
+    ],
+)  # fmt: skip
+def test_labelled_accumulator_is_label_then_accumulator(
+    made: list[tuple[str, ...]], asks: list[tuple[str, ...]], want: list[tuple[str, ...]]
+) -> None:
+    pw, twin = make(), make()
+    for windows in (pw, twin):
+        windows.label_positions = (0, 2)
+        for key in made:
+            windows.accumulator(T0, key).n += 1
+    got = []
+    for values in asks:
+        acc = pw.labelled_accumulator(T0 + 5, values, (2, 1))
+        acc.n += 1
+        got.append(next(k for k, a in pw.windows[T0].items() if a is acc))
+        # the step-by-step way on a twin, in the same order
+        page = twin.label(T0 + 5, 0, values[0], 2)
+        region = twin.label(T0 + 5, 2, values[2], 1)
+        twin.accumulator(T0 + 5, (page, values[1], region)).n += 1
+    assert got == want
+    assert {k: a.n for k, a in pw.windows[T0].items()} == {
+        k: a.n for k, a in twin.windows[T0].items()
+    }
+    # both marked their keys changed: the checkpoints write the same
+    assert pw.checkpoint().writes == twin.checkpoint().writes
+
+
+def test_labelled_accumulator_after_restore_keeps_the_stored_keys() -> None:
+    pw = make()
+    pw.label_positions = (0, 2)
+    pw.labelled_accumulator(T0, ("a", "m", "x"), (1, 1)).n += 1
+    again = make()
+    again.label_positions = (0, 2)
+    again.restore(pw.checkpoint().writes.items())
+    again.labelled_accumulator(T0 + 1, ("b", "m", "y"), (1, 1)).n += 1
+    again.labelled_accumulator(T0 + 2, ("a", "m", "x"), (1, 1)).n += 1
+    assert {k: a.n for k, a in again.windows[T0].items()} == {
+        ("a", "m", "x"): 2,
+        ("other", "m", "other"): 1,
+    }

@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 
+from expmon.engine.labels import LabelLimiter
 from expmon.engine.merge import ViewResult
 from expmon.engine.sketch import exact_quantile
 from expmon.engine.stage import RawRecord, StageOutput
 from expmon.families.page_load import (
+    LOAD_BUCKETS_SECONDS,
+    LoadHistogram,
     PageLoadAccumulator,
     PageLoadStage,
     PageLoadSummary,
@@ -513,3 +516,29 @@ def test_idle_partitions_follow_the_busiest_and_lead_only_when_all_are_idle(
     want = {r.record_key: r.rows for r in replayed.results}
     got = {r.record_key: r.rows for r in results}
     assert got == want
+
+
+# (page, device, load ms) observed in order, two pages admitted process-wide
+@pytest.mark.parametrize(
+    ("loads", "want"),
+    [
+        ([("/a", "mobile", 90.0), ("/a", "mobile", 2000.0), ("/a", "desktop", 31_000.0)],
+         {("/a", "mobile"): ({0: 1, 7: 1}, 2090.0), ("/a", "desktop"): ({15: 1}, 31_000.0)}),
+        # a third page is `other` from then on; the first two keep their place
+        ([("/a", "mobile", 100.0), ("/b", "mobile", 100.0), ("/c", "mobile", 100.0),
+          ("/d", "tablet", 5000.0), ("/a", "mobile", 100.1), ("/c", "mobile", 1.0)],
+         {("/a", "mobile"): ({0: 1, 1: 1}, 200.1), ("/b", "mobile"): ({0: 1}, 100.0),
+          ("other", "mobile"): ({0: 2}, 101.0), ("other", "tablet"): ({10: 1}, 5000.0)}),
+    ],
+)  # fmt: skip
+def test_load_histogram_counts_by_bounded_page(
+    loads: list[tuple[str, str, float]], want: dict[tuple[str, str], tuple[dict[int, int], float]]
+) -> None:
+    hist = LoadHistogram(LabelLimiter(2))
+    for page, device, load_ms in loads:
+        hist.observe(page, device, load_ms)
+    buckets = len(LOAD_BUCKETS_SECONDS) + 1
+    assert hist.counts == {
+        key: [counts.get(i, 0) for i in range(buckets)] for key, (counts, _sum) in want.items()
+    }
+    assert hist.sums_ms == pytest.approx({key: total for key, (_c, total) in want.items()})
