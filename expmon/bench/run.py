@@ -115,6 +115,7 @@ POLL_SECONDS = 0.1
 # first event and the end.
 POLL_SLOW_SECONDS = 1.0
 STOP_GRACE_SECONDS = 15.0
+GROUP_INITIAL_REBALANCE_DELAY_MS = 3000
 DEFAULT_TIMEOUT_SECONDS = 180.0
 DEFAULT_MEASURE_SECONDS = 60.0
 LOG_TAIL_LINES = 25
@@ -1080,7 +1081,10 @@ def run_bench(
     kafka = None
     if bootstrap is None:
         log.info("starting a local Kafka %s broker", KAFKA_VERSION)
-        kafka = LocalKafka(default_cache_dir())
+        # Kafka's default delay (tests use 0): N worker processes join in one generation
+        kafka = LocalKafka(
+            default_cache_dir(), group_initial_rebalance_delay_ms=GROUP_INITIAL_REBALANCE_DELAY_MS
+        )
         kafka.start()
         bootstrap = kafka.bootstrap
     settings = Settings.from_env(kafka_bootstrap=bootstrap, log_level=log_level)

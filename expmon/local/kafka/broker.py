@@ -235,8 +235,14 @@ def render_server_properties(
     node_id: int = 1,
     host: str = HOST,
     secure: SecureListeners | None = None,
+    group_initial_rebalance_delay_ms: int = 0,
 ) -> str:
-    """The server.properties of a combined broker+controller single-node KRaft cluster."""
+    """The server.properties of a combined broker+controller single-node KRaft cluster.
+
+    `group_initial_rebalance_delay_ms`: 0 for tests and the demo (their consumers start
+    right away; Kafka's default 3 s only slows them); the bench gives Kafka's 3000, so that
+    the processes of `expmon worker --processes N` join a new group in one generation.
+    """
     listeners = [f"PLAINTEXT://{host}:{port}"]
     protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
     if secure is not None:
@@ -261,8 +267,7 @@ def render_server_properties(
         "transaction.state.log.min.isr": "1",
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
-        # Tests and the demo start consumers right away; the default 3 s delay only slows them.
-        "group.initial.rebalance.delay.ms": "0",
+        "group.initial.rebalance.delay.ms": str(group_initial_rebalance_delay_ms),
         "num.partitions": "1",
         "auto.create.topics.enable": "true",
         # Fewer threads than the defaults: the broker shares 2 cores with the worker.
@@ -305,6 +310,7 @@ class LocalKafka:
         heap: str = "512m",
         secure: bool = False,
         scram_users: Sequence[ScramUser] = (),
+        group_initial_rebalance_delay_ms: int = 0,
     ) -> None:
         if scram_users and not secure:
             raise LocalKafkaError("SCRAM users need the SASL_SSL listener: pass secure=True")
@@ -316,6 +322,7 @@ class LocalKafka:
         self._requested_port = port
         self._requested_controller_port = controller_port
         self.heap = heap
+        self.group_initial_rebalance_delay_ms = group_initial_rebalance_delay_ms
         self._data_dir: Path | None = None
         self._owns_data_dir = False
         self._port: int | None = None
@@ -526,6 +533,7 @@ class LocalKafka:
                 controller_port=self.controller_port,
                 log_dir=self.data_dir / "kraft-logs",
                 secure=self._secure,
+                group_initial_rebalance_delay_ms=self.group_initial_rebalance_delay_ms,
             )
         )
         return props

@@ -57,6 +57,18 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
     assert props["num.partitions"] == "1"
 
 
+def test_server_properties_with_kafkas_initial_rebalance_delay(tmp_path: Path) -> None:
+    props = _parse(
+        render_server_properties(
+            port=19092,
+            controller_port=19093,
+            log_dir=tmp_path / "logs",
+            group_initial_rebalance_delay_ms=3000,
+        )
+    )
+    assert props["group.initial.rebalance.delay.ms"] == "3000"
+
+
 def test_server_properties_with_tls_listeners(tmp_path: Path) -> None:
     tls = TlsMaterial(tmp_path / "ca.pem", tmp_path / "broker.p12", "pw")
     secure = SecureListeners(ssl_port=19094, sasl_ssl_port=19095, tls=tls)
