@@ -76,6 +76,9 @@ def assert_same_views(got: dict[str, Any], want: dict[str, Any], through: int) -
         assert_rows_match(live[key]["rows"], expected["rows"], key)
 
 
+OUTAGE_S = 120.0
+
+
 @pytest.mark.timeout(900)
 def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
     settings_factory: Any, tmp_path: Path
@@ -116,13 +119,14 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
 
         thread = threading.Thread(target=produce, daemon=True)
         thread.start()
-        wait_for(lambda: worker.events_total() >= 500, 90, "500 events before the outage", worker)
+        wait_for(lambda: worker.events_total() >= 200, 90, "200 events before the outage", worker)
         broker.kill()
         outage_started = time.monotonic()
         seen_not_ready = False
         lag_unknown = False
         watermark_lags: list[float] = []
-        while time.monotonic() - outage_started < 125:
+        # two minutes down at least: the restart below adds its own start-up time
+        while time.monotonic() - outage_started < OUTAGE_S:
             status, body = readyz(worker)
             if status == 503 and "broker unreachable" in body.get("reason", ""):
                 seen_not_ready = True
@@ -135,7 +139,19 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
                 watermark_lags.append(samples[("expmon_watermark_lag_seconds", topic)])
             time.sleep(2)
         broker.start(timeout=120)
-        time.sleep(20)  # some traffic after the outage as well
+        down_s = time.monotonic() - outage_started
+        # some traffic after the outage as well: the backlog delivered, then fresh events
+        # consumed, and the outage's alert resolved
+        backlog = len(sent)
+        wait_for(
+            lambda: (
+                worker.events_total() >= backlog + 100
+                and "ALERT RESOLVED KafkaUnreachable" in worker.log_tail(100_000)
+            ),
+            180,
+            "the backlog and fresh events after the outage, KafkaUnreachable resolved",
+            worker,
+        )
         stop.set()
         thread.join(300)
         assert not thread.is_alive(), "the producer did not deliver its backlog"
@@ -157,6 +173,7 @@ def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
             "every event and the last window",
             worker,
         )
+        assert down_s >= OUTAGE_S, down_s
         assert seen_not_ready, "/readyz stayed ready while the broker was down"
         assert lag_unknown, "consumer lag kept its last value while the broker was down"
         assert watermark_lags[-1] >= watermark_lags[0] + 60, watermark_lags
