@@ -24,6 +24,9 @@ from schemas import codec
 from tests.integration.worker_process import read_topic, settings_env
 
 OUTAGE_S = 60
+BEFORE_S = 10  # traffic before the kill
+# the run outlasts the outage and the broker's restart (about 10 s): traffic after it too
+SIM_S = BEFORE_S + OUTAGE_S + 20
 
 
 @pytest.fixture
@@ -51,13 +54,13 @@ def test_simulate_rides_out_a_broker_outage(own_kafka: LocalKafka, tmp_path: Pat
     sim = subprocess.Popen(
         [
             sys.executable, "-m", "expmon.cli", "simulate", "--rate", "100",
-            "--duration", "100", "--families", "page_load", "--seed", "5",
+            "--duration", str(SIM_S), "--families", "page_load", "--seed", "5",
             "--ground-truth", str(truth),
         ],
         env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        time.sleep(20)
+        time.sleep(BEFORE_S)
         assert sim.poll() is None, (tmp_path / "simulate.log").read_text()[-3000:]
         pid = own_kafka.pid
         assert pid is not None
