@@ -31,7 +31,7 @@ from expmon.sim.journeys import TrafficGenerator
 from schemas import codec
 from tests.integration.test_event_time_faults import _flush_record
 from tests.integration.test_page_load_worker import MINUTE, create_topics, wait_for
-from tests.integration.worker_process import WorkerProcess, settled_views
+from tests.integration.worker_process import WorkerProcess, settled_views_of
 
 PARTITIONS = 3
 MAX_PAGES = 5  # a partition keeps 20 per window: 15 pages never reach that cap
@@ -127,6 +127,8 @@ def test_labels_live_equal_replay_and_a_restart_after_sigkill(
         tracking_stale_seconds=24,
         checkout_abandon_seconds=300,
         bounce_seconds=300,
+        # the SIGKILLed worker's group member expires sooner: its successor joins sooner
+        kafka_session_timeout_seconds=10.0,
     )
     restarted_settings = second_group(settings, tmp_path)
     create_topics(settings)
@@ -162,8 +164,9 @@ def test_labels_live_equal_replay_and_a_restart_after_sigkill(
         prod.close()
         through = flush_t - settings.lateness_ms - (flush_t - settings.lateness_ms) % MINUTE
         wanted = [f"{family.name}/1h/{through}" for family in FAMILIES]
-        got_live = settled_views(settings, wanted, through, timeout=300)
-        got_restarted = settled_views(restarted_settings, wanted, through, timeout=300)
+        got_live, got_restarted = settled_views_of(
+            [settings, restarted_settings], wanted, through, timeout=300
+        )
         samples = live.metrics("expmon_page_load_window_loads", "expmon_delivery_window_attempts")
     finally:
         assert live.stop() == 0, live.log_tail()

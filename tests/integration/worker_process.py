@@ -161,18 +161,31 @@ def settled_views(
     stopped changing for `quiet_s`: a view shown early may be corrected (a later revision)
     while workers catch up after a kill or a rebalance, so its first revision is not its
     answer."""
+    return settled_views_of([settings], wanted, through, timeout, quiet_s)[0]
+
+
+def settled_views_of(
+    groups: list[Settings], wanted: list[str], through: int, timeout: float, quiet_s: float = 10.0
+) -> list[dict[str, dict[str, Any]]]:
+    """`settled_views` of several workers' windows topics, waited for together (each must
+    have been quiet for `quiet_s`; one wait, not one per topic)."""
     deadline = time.monotonic() + timeout
-    last: dict[str, Any] | None = None
-    stable_since = time.monotonic()
+    last: list[dict[str, Any] | None] = [None] * len(groups)
+    stable_since = [time.monotonic()] * len(groups)
     while True:
-        views = final_views(settings)
-        upto = {k: v for k, v in views.items() if v["end_ms"] <= through}
-        if upto != last:
-            last, stable_since = upto, time.monotonic()
-        elif all(k in views for k in wanted) and time.monotonic() - stable_since >= quiet_s:
-            return views
+        now_views = [final_views(settings) for settings in groups]
+        now = time.monotonic()
+        for i, views in enumerate(now_views):
+            upto = {k: v for k, v in views.items() if v["end_ms"] <= through}
+            if upto != last[i]:
+                last[i], stable_since[i] = upto, now
+        if all(
+            all(k in views for k in wanted) and now - since >= quiet_s
+            for views, since in zip(now_views, stable_since, strict=True)
+        ):
+            return now_views
         if time.monotonic() > deadline:
-            missing = [k for k in wanted if k not in views]
+            missing = [[k for k in wanted if k not in views] for views in now_views]
             raise AssertionError(f"views not settled in {timeout:.0f} s; missing {missing}")
         time.sleep(2)
 
