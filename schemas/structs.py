@@ -117,10 +117,11 @@ def _page_load(item: PageLoadEvent, latest_ms: int) -> Event | None:
             return None
     if t < MIN_EVENT_TIME_MS or t > latest_ms:
         return None
-    if not item.region.isprintable() or not item.page.isprintable():
+    if not item.region.isprintable():
         return None  # maybe legitimate (a non-breaking space): the validators look closer
-    route = route_template(item.page)
-    if not route:
+    page = item.page
+    route = _ROUTES.get(page) or _new_route(page)  # one lookup for a page seen before
+    if route is None:
         return None
     load = item.load_ms
     if (load is None or load is UNSET) and not _has_web_vital(item):
@@ -129,6 +130,26 @@ def _page_load(item: PageLoadEvent, latest_ms: int) -> Event | None:
     event["page"] = route
     event["_t"] = t
     return event
+
+
+# page -> its route, for pages the fast path takes (printable, a non-empty route): pages
+# are few and repeat, and one lookup is cheaper than the checks and the split
+_ROUTES: dict[str, str] = {}
+_MAX_ROUTES = 10_000  # bounds the cache only (pages with ids in them are all different)
+
+
+def _new_route(page: str) -> str | None:
+    """The route of a page not in `_ROUTES` (then remembered), or None if the fast path
+    does not take the page: the validators must decide."""
+    if not page.isprintable():
+        return None  # maybe legitimate (a non-breaking space): the validators look closer
+    route = route_template(page)
+    if not route:
+        return None
+    if len(_ROUTES) >= _MAX_ROUTES:
+        _ROUTES.clear()
+    _ROUTES[page] = route
+    return route
 
 
 def _has_web_vital(item: PageLoadEvent) -> bool:

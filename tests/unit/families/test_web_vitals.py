@@ -432,3 +432,14 @@ def test_lcp_regression_fires_core_web_vitals_poor_on_its_page_and_device_only()
 
 def test_calm_traffic_passes_and_raises_nothing() -> None:
     assert alerts_of([]) == []
+
+
+@pytest.mark.parametrize("name", sorted(web_vitals.FIELDS.values()))
+@pytest.mark.parametrize(("value", "carried"), [(0, True), (1.5, True), (None, False)])
+def test_an_event_carries_vitals_when_any_vital_has_a_value(
+    name: str, value: float | None, carried: bool
+) -> None:
+    rater = web_vitals.VitalsRater(Settings())
+    assert rater.carries({"load_ms": 100, name: value}) is carried
+    assert rater.carries({"load_ms": 100, "ttfb_ms": None, name: value}) is carried
+    assert rater.carries({"load_ms": 100, "lcp": 5, "ttfb": 5}) is False  # not field names
