@@ -364,12 +364,14 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
             table.put(session_id, session)
             return
         session["views"] += 1
-        if event_ms < session["first"]:  # an earlier view arrived late: it landed there
-            session["first"] = event_ms
-            session["land"] = landing(event)
+        # first <= last: a view after the latest is not before the earliest (most views
+        # come in order, and each value read is a likely cache miss)
         if event_ms > session["last"]:
             session["last"] = event_ms
             session[DUE] = event_ms + self.bounce_ms
+        elif event_ms < session["first"]:  # an earlier view arrived late: it landed there
+            session["first"] = event_ms
+            session["land"] = landing(event)
         table.touch(session_id)  # its deadline moved later or stayed: no re-filing
 
     def on_timer(
