@@ -46,7 +46,9 @@ class EntityTable:
         self._buckets: dict[int, set[str]] = {}
         self._bucket_heap: list[int] = []
         self._scheduled: dict[str, int] = {}  # entity id -> bucket it sits in
-        self._dirty: set[str] = set()
+        # id -> the entity as changed (None: deleted); a checkpoint writes these as they
+        # are, without looking each one up again
+        self._dirty: dict[str, Entity | None] = {}
         self._seq = 0
         self._deltas_since_snapshot = 0
         self._live_keys: list[str] = []
@@ -79,7 +81,7 @@ class EntityTable:
     def put(self, entity_id: str, entity: Entity) -> None:
         """Store (or mark changed) an entity; (re)schedules its timer from its `due`."""
         self.items[entity_id] = entity
-        self._dirty.add(entity_id)
+        self._dirty[entity_id] = entity
         due = entity.get(DUE)
         if due is not None:
             current = self._scheduled.get(entity_id)
@@ -88,18 +90,19 @@ class EntityTable:
             if current is None or due // TIMER_BUCKET_MS < current:
                 self._move(entity_id, current, due // TIMER_BUCKET_MS)
 
-    def touch(self, entity_id: str) -> None:
-        """A stored entity changed in place with its deadline unchanged or later.
+    def touch(self, entity_id: str, entity: Entity) -> None:
+        """A stored entity (`entity`, as `get` gave it) changed in place with its deadline
+        unchanged or later.
 
         The cheap form of `put` for the common case (a session's next page view): a
         later deadline needs no re-filing (see `put`).
         """
-        self._dirty.add(entity_id)
+        self._dirty[entity_id] = entity
 
     def delete(self, entity_id: str) -> None:
         # Its bucket entry is dropped when the bucket comes up.
         if self.items.pop(entity_id, None) is not None:
-            self._dirty.add(entity_id)
+            self._dirty[entity_id] = None
 
     def _move(self, entity_id: str, current: int | None, bucket: int) -> None:
         if current is not None:
@@ -142,7 +145,7 @@ class EntityTable:
             # an earlier timer of this batch may have changed or removed this entity
             if entity is not None and entity.get(DUE) == due:
                 entity[DUE] = None
-                self._dirty.add(entity_id)
+                self._dirty[entity_id] = entity
                 yield due, entity_id, entity
 
     # ------------------------------------------------------------------ checkpoint
@@ -160,13 +163,12 @@ class EntityTable:
     def checkpoint(self, into: Checkpoint) -> None:
         if not self._dirty:
             return
-        changed = sorted(self._dirty)
-        self._dirty.clear()
+        changed = sorted(self._dirty.items())  # by id: ids are unique, entities never compared
+        self._dirty = {}
         for i in range(0, len(changed), ENTITIES_PER_RECORD):
             self._seq += 1
             key = self._delta_key(self._seq)
-            chunk = changed[i : i + ENTITIES_PER_RECORD]
-            into.writes[key] = {eid: self.items.get(eid) for eid in chunk}
+            into.writes[key] = dict(changed[i : i + ENTITIES_PER_RECORD])
             self._live_keys.append(key)
         self._deltas_since_snapshot += 1
         if self._deltas_since_snapshot >= SNAPSHOT_EVERY:
@@ -174,7 +176,7 @@ class EntityTable:
 
     def discard_changes(self) -> None:
         """Forget change tracking (state that is never checkpointed must not grow with it)."""
-        self._dirty.clear()
+        self._dirty = {}
         self._pending_deletes = []
         self._orphans = []
 

@@ -372,7 +372,7 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
         elif event_ms < session["first"]:  # an earlier view arrived late: it landed there
             session["first"] = event_ms
             session["land"] = landing(event)
-        table.touch(session_id)  # its deadline moved later or stayed: no re-filing
+        table.touch(session_id, session)  # its deadline moved later or stayed: no re-filing
 
     def on_timer(
         self,

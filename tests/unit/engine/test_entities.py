@@ -143,9 +143,40 @@ def test_touched_entity_is_checkpointed_and_fires_at_its_later_deadline() -> Non
     table.checkpoint(Checkpoint())  # nothing pending after this
     session["views"] = 2
     session[DUE] = 95_000  # later: the lazy bucket entry is re-filed when it comes up
-    table.touch("s")
+    table.touch("s", session)
     cp = Checkpoint()
     table.checkpoint(cp)
     assert list(cp.writes.values()) == [{"s": {DUE: 95_000, "views": 2}}]
     assert fire(table, 94_999) == []
     assert fire(table, 95_000) == [(95_000, "s")]
+
+
+# operations on entities "a" and "b" in order; then what one checkpoint must write
+@pytest.mark.parametrize(
+    ("ops", "want"),
+    [
+        ([("put", "a", 1), ("touch", "a", 2)], {"a": {"v": 2}}),
+        ([("put", "a", 1), ("delete", "a", 0)], {"a": None}),
+        ([("put", "a", 1), ("delete", "a", 0), ("put", "a", 3)], {"a": {"v": 3}}),
+        ([("put", "b", 1), ("put", "a", 1), ("put", "b", 4)], {"a": {"v": 1}, "b": {"v": 4}}),
+        ([("delete", "a", 0)], {}),  # nothing stored: nothing changed
+    ],
+)  # fmt: skip
+def test_a_checkpoint_writes_each_changed_entity_as_it_is_then(
+    ops: list[tuple[str, str, int]], want: dict[str, Any]
+) -> None:
+    table = EntityTable(0)
+    for op, entity_id, value in ops:
+        if op == "put":
+            table.put(entity_id, {"v": value})
+        elif op == "touch":
+            entity = table.get(entity_id)
+            assert entity is not None
+            entity["v"] = value
+            table.touch(entity_id, entity)
+        else:
+            table.delete(entity_id)
+    cp = Checkpoint()
+    table.checkpoint(cp)
+    assert [list(chunk) for chunk in cp.writes.values()] == ([sorted(want)] if want else [])
+    assert {k: v for chunk in cp.writes.values() for k, v in chunk.items()} == want
