@@ -15,7 +15,14 @@ from expmon.exposition.metrics import Metrics, new_registry
 from expmon.families.registry import SIGNALS
 from expmon.kafka.partition import partition_for
 from expmon.replay.kafka_range import Point, RangeError, check_order, parse_point
-from expmon.replay.recording import RecordingError, RecordingReader, RecordingWriter, count_records
+from expmon.replay.recording import (
+    RecordingError,
+    RecordingReader,
+    RecordingWriter,
+    count_records,
+    decode_line,
+    encode_line,
+)
 from expmon.replay.report import render_markdown, report_bytes
 from expmon.replay.run import Pacer, ReplayOptions, parse_speed, run_replay
 from expmon.replay.session import ReplayPipeline, ReplayRecord
@@ -313,3 +320,37 @@ def test_a_recording_of_other_topics_names_the_setting_to_use(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="EXPMON_TOPIC_PAGE_LOADS=page-loads-copy"):
         run_replay(SETTINGS, options)
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        ReplayRecord("page-loads", 2, 41, 1_700_000_000_000, b"s-1", b'{"a": "\\u00e9\\""}'),
+        ReplayRecord("page-loads", 0, 0, 5, None, None),
+        ReplayRecord("checkout", 1, 7, 5, b"", b""),
+        ReplayRecord("checkout", 1, 7, 5, b"\xff\xfe", b"\x00{"),  # not UTF-8: base64
+        ReplayRecord("checkout", 1, 7, 5, b"k", b"v", (("h", b"\x01"), ("trace", b"abc"))),
+    ],
+)
+def test_a_recorded_line_gives_back_its_record(record: ReplayRecord) -> None:
+    assert decode_line(encode_line(record)) == record
+
+
+@pytest.mark.parametrize(
+    ("line", "record"),
+    [
+        # loosely typed fields, as older or hand-made files may hold them
+        (b'{"topic":"t","partition":"3","offset":5.0,"timestamp_ms":9,"key":null,"value":12}',
+         ReplayRecord("t", 3, 5, 9, None, b"12")),
+        (b'{"topic":"t","partition":1,"offset":2,"timestamp_ms":3,"value":"x","extra":1}',
+         ReplayRecord("t", 1, 2, 3, None, b"x")),
+    ],
+)  # fmt: skip
+def test_a_loosely_typed_line_is_read_as_before(line: bytes, record: ReplayRecord) -> None:
+    assert decode_line(line) == record
+
+
+@pytest.mark.parametrize("line", [b'{"topic":"t","partition":1}', b"{broken"])
+def test_an_unreadable_line_is_an_error(line: bytes) -> None:
+    with pytest.raises((KeyError, ValueError, TypeError)):
+        decode_line(line)
