@@ -25,6 +25,7 @@ from expmon.local.kafka.broker import LocalKafka, ScramUser, SecureProtocol
 from expmon.local.procs import LocalAlertmanager
 from expmon.settings import Settings, default_cache_dir
 from tests.integration.alertmanager import WebhookReceiver
+from tests.integration.sim_outage import SimOutage
 
 logger = logging.getLogger(__name__)
 
@@ -139,3 +140,13 @@ def alertmanager(tmp_path: Path, receiver: WebhookReceiver) -> Iterator[LocalAle
     am = LocalAlertmanager(tmp_path / "alertmanager", receiver.url)
     yield am
     am.stop()
+
+
+@pytest.fixture(scope="session")
+def simulate_outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimOutage]:
+    """`expmon simulate` through a broker outage of its own, run in the background from
+    the first test that asks: the two-minute outage test does, so that the two outages
+    overlap; test_simulate_outage asserts on its result."""
+    run = SimOutage(tmp_path_factory.mktemp("simulate-outage")).start()
+    yield run
+    run.thread.join(300)  # it stops its broker itself, whichever way it ends

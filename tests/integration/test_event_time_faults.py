@@ -29,6 +29,7 @@ from expmon.settings import Settings, default_cache_dir
 from expmon.sim.encoding import encode_records
 from expmon.sim.journeys import TrafficGenerator
 from schemas import codec
+from tests.integration.sim_outage import SimOutage
 from tests.integration.test_page_load_worker import (
     MINUTE,
     create_topics,
@@ -81,8 +82,9 @@ OUTAGE_S = 120.0
 
 @pytest.mark.timeout(900)
 def test_a_two_minute_broker_outage_loses_nothing_and_readyz_says_so(
-    settings_factory: Any, tmp_path: Path
+    settings_factory: Any, tmp_path: Path, simulate_outage: SimOutage
 ) -> None:
+    # (`simulate_outage` runs its own broker's outage meanwhile: test_simulate_outage)
     broker = LocalKafka(default_cache_dir(), data_dir=tmp_path / "kafka")
     broker.start(timeout=120)
     worker: WorkerProcess | None = None
