@@ -319,8 +319,8 @@ class PageLoadStage(WindowedStage[PageLoadAccumulator]):
     ) -> None:
         device: str = event["device"]
         if self.vitals.carries(event):
-            # Labelled before the vitals' key is made (it adds region `all` to the window's
-            # region values), as every load's key is.
+            # Labelled before the vitals' key is made: that key adds region `all` to the
+            # window's region values, which this event's own labels must not see.
             key = windows.labelled_key(
                 event_ms, (event["page"], device, event["region"]), self.label_caps
             )

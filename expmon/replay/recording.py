@@ -178,7 +178,7 @@ class RecordingReader(AbstractContextManager["RecordingReader"]):
         try:
             for raw in self._file:
                 self.line += 1
-                if not raw.strip():
+                if raw.isspace():  # a blank line (`strip` would copy every line to tell)
                     continue
                 batch.append(decode_line(raw))
                 held += len(raw)
