@@ -219,3 +219,11 @@ def test_published_json_schema_states_the_contract() -> None:
         "channel", "user_id", "app_version", "is_new_user",
         "ttfb_ms", "fcp_ms", "lcp_ms", "inp_ms", "cls",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "value"), TAKEN + DECLINED, ids=[n for n, _ in TAKEN + DECLINED])
+def test_a_page_seen_before_decodes_as_the_first_time(name: str, value: bytes) -> None:
+    # the second pass finds the page's route remembered (schemas.structs._ROUTES)
+    first = fast_decode(value)
+    assert fast_decode(value) == first
+    assert decode(value, typed=True) == decode(value, typed=False)
