@@ -314,6 +314,7 @@ class ScenarioResult:
     busy_cores: float | None = None
     machine_busy: float | None = None
     process_events: list[float] | None = None
+    process_cpu_seconds: list[float] | None = None
     tail_seconds: float | None = None
 
     @property
@@ -395,6 +396,7 @@ class CpuSample:
     process_s: float
     idle_s: float
     total_s: float
+    per_process: tuple[float, ...] = ()  # each pid's share of process_s, in their order
 
 
 def parse_process_cpu_s(stat_text: str, hz: int) -> float:
@@ -419,11 +421,13 @@ def cpu_sample(pids: Iterable[int]) -> CpuSample | None:
         idle, total = parse_machine_cpu_s(Path("/proc/stat").read_text(), hz)
     except (OSError, ValueError):
         return None
-    process = 0.0
+    per_process = []
     for pid in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            process += parse_process_cpu_s(Path(f"/proc/{pid}/stat").read_text(), hz)
-    return CpuSample(process, idle, total)
+        try:
+            per_process.append(parse_process_cpu_s(Path(f"/proc/{pid}/stat").read_text(), hz))
+        except (OSError, ValueError, IndexError):
+            per_process.append(0.0)
+    return CpuSample(sum(per_process), idle, total, tuple(per_process))
 
 
 def cpu_figures(start: CpuSample, end: CpuSample, seconds: float) -> tuple[float, float, float]:
@@ -621,8 +625,9 @@ NOTES = (
     "watched scenarios (the worker, faust, the peers): over the measured window, the cores "
     "their processes kept busy (utime+stime) and the machine's busy share (any process, "
     "the broker too; near 100 % the figure is bound by the shared cores); JSON "
-    "`cpu_seconds`, `events_per_cpu_s`; for N processes `process_events` (each one's share) "
-    "and `tail_seconds` (at the end, one had drained its partitions while another worked)",
+    "`cpu_seconds`, `events_per_cpu_s`; for N processes `process_events` and "
+    "`process_cpu_seconds` (each one's share) and `tail_seconds` (at the end, one had "
+    "drained its partitions while another worked)",
     "expmon pipeline and plain faust agent: expmon_events_total polled from "
     "/metrics?name[]=expmon_events_total every 0.1 s until the first event and near the "
     "end, every 1 s in between (the full page is scraped only at the end: its size and time)",
@@ -845,6 +850,11 @@ class Runner:
                 result.cpu_seconds, result.busy_cores, result.machine_busy = (
                     round(x, 3) for x in cpu_figures(start, end, seconds)
                 )
+                if len(ports) > 1 and len(start.per_process) == len(end.per_process):
+                    result.process_cpu_seconds = [
+                        round(b - a, 2)
+                        for a, b in zip(start.per_process, end.per_process, strict=True)
+                    ]
             if len(ports) > 1:
                 result.process_events = [
                     b - a for a, b in zip(per_process[first], per_process[last], strict=True)

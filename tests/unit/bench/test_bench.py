@@ -390,8 +390,9 @@ def test_cpu_figures_over_a_window() -> None:
 
 
 def test_cpu_sample_of_this_process() -> None:
-    sample = cpu_sample([os.getpid()])
+    sample = cpu_sample([os.getpid(), 2**22 + 1])  # the second does not exist
     assert sample is not None and sample.process_s > 0 and 0 <= sample.idle_s <= sample.total_s
+    assert sample.per_process == (sample.process_s, 0.0)
 
 
 def test_solo_tail_from_the_first_process_to_drain() -> None:
