@@ -19,6 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from expmon.alerting.engine import AlertEngine, Transition
@@ -176,15 +177,12 @@ class ReplayPipeline:
     # ------------------------------------------------------------------ input
     def feed(self, batch: Sequence[ReplayRecord]) -> None:
         """Process a batch; records of one partition must come in offset order."""
-        by_topic: dict[str, list[ReplayRecord]] = {}
-        for record in batch:
-            by_topic.setdefault(record.topic, []).append(record)
-        for topic, records in by_topic.items():
+        for topic, records in _by_topic(batch).items():
             stage = self.stages.get(topic)
             if stage is None:
                 raise ValueError(f"record of topic {topic!r}, which this replay does not read")
             # Validation's "now" is when the broker took the record, as live.
-            now_ms = max(r.timestamp_ms for r in records)
+            now_ms = max(map(_timestamp_ms, records))
             self._take(stage, stage.process(records, now_ms=now_ms))
             self.records += len(records)
 
@@ -246,6 +244,21 @@ class ReplayPipeline:
         if "candidate" in timelines:
             report["what_if"] = what_if(timelines["rules"], timelines["candidate"])
         return report
+
+
+_topic, _timestamp_ms = attrgetter("topic"), attrgetter("timestamp_ms")
+
+
+def _by_topic(batch: Sequence[ReplayRecord]) -> dict[str, Sequence[ReplayRecord]]:
+    """The batch's records per topic, in order; a batch of one topic (most replays read
+    one) as it is, without a list built record by record."""
+    topics = set(map(_topic, batch))
+    if len(topics) == 1:
+        return {topics.pop(): batch}
+    by_topic: dict[str, list[ReplayRecord]] = {}
+    for record in batch:
+        by_topic.setdefault(record.topic, []).append(record)
+    return dict(by_topic)
 
 
 def _number(text: str | None) -> float | None:
