@@ -251,7 +251,15 @@ def test_two_workers_with_quiet_partitions_equal_a_replay_for_every_family(
     try:
         prod = KafkaProducer(**kafka_python_kwargs(settings), linger_ms=5, acks="all")
         send(prod, first)
-        time.sleep(15)  # the quiet partitions become idle and are shown early
+        # The quiet partitions become idle and are shown early: the minute before t2 closes
+        # for every family, which their watermarks (< t1) alone would not let happen.
+        early = [f"{family.name}/1m/{t2 - MINUTE}" for family in FAMILIES]
+        wait_for(
+            lambda: all(key in final_views(settings) for key in early),
+            90,
+            f"views shown early: {early}",
+            workers[0],
+        )
         send(prod, held + rest)
         flush_t = int(time.time() * 1000) + 2 * MINUTE
         flush = []
