@@ -34,6 +34,7 @@ from expmon.kafka.admin import (
 )
 from expmon.kafka.reach import preflight
 from expmon.settings import Settings
+from expmon.switchtune import fetcher_friendly_switching
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def run_worker(
     )
     if barrier is not None and not wait_for_release(*barrier, START_BARRIER_TIMEOUT_SECONDS):
         log.warning("not released by the supervisor: joining the consumer group anyway")
-    with throughput_gc():
+    with throughput_gc(), fetcher_friendly_switching():
         worker.execute_from_commandline()
 
 
