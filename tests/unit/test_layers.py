@@ -18,8 +18,17 @@ PACKAGES = ("expmon", "streams", "schemas")
 # layer: (module prefixes, layers it may import from)
 LAYERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "schemas": (("schemas",), ()),
-    "core": (("expmon", "expmon.settings", "expmon.errors", "expmon.gctune", "expmon.switchtune", "expmon.memory"),
-             ("schemas",)),
+    "core": (
+        (
+            "expmon",
+            "expmon.settings",
+            "expmon.errors",
+            "expmon.gctune",
+            "expmon.switchtune",
+            "expmon.memory",
+        ),
+        ("schemas",),
+    ),
     "truth": (("expmon.sim.truth",), ("core", "schemas")),
     "engine": (("expmon.engine",), ("core", "schemas")),
     "alerting": (("expmon.alerting",), ("core", "schemas", "engine")),
